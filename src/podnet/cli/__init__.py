@@ -1,0 +1,1 @@
+"""The `podnet` command: thin, it parses, calls the packages' APIs and prints."""

@@ -1,0 +1,5 @@
+"""The root of podnet's exceptions; each package defines narrow subclasses next to their use."""
+
+
+class PodnetError(Exception):
+    """Something podnet can explain to its user in one line."""

@@ -1,0 +1,60 @@
+"""Kubernetes objects as podnet sees them: loaded from manifests, defaulted and validated."""
+
+from podnet.model.errors import FieldError, ManifestError, Problem
+from podnet.model.load import Manifest, build_cluster, decode, load_cluster, read_manifests
+from podnet.model.objects import (
+    NAMESPACE_NAME_LABEL,
+    Cluster,
+    ContainerPort,
+    Direction,
+    IPAddress,
+    IPBlock,
+    IPNetwork,
+    Labels,
+    LabelSelector,
+    Namespace,
+    NetworkPolicy,
+    Node,
+    Operator,
+    Peer,
+    Pod,
+    PolicyPort,
+    Protocol,
+    Requirement,
+    Rule,
+)
+from podnet.model.selectors import SelectorSyntaxError, parse_selector
+from podnet.model.workloads import Workload
+
+__all__ = [
+    "NAMESPACE_NAME_LABEL",
+    "Cluster",
+    "ContainerPort",
+    "Direction",
+    "FieldError",
+    "IPAddress",
+    "IPBlock",
+    "IPNetwork",
+    "LabelSelector",
+    "Labels",
+    "Manifest",
+    "ManifestError",
+    "Namespace",
+    "NetworkPolicy",
+    "Node",
+    "Operator",
+    "Peer",
+    "Pod",
+    "PolicyPort",
+    "Problem",
+    "Protocol",
+    "Requirement",
+    "Rule",
+    "SelectorSyntaxError",
+    "Workload",
+    "build_cluster",
+    "decode",
+    "load_cluster",
+    "parse_selector",
+    "read_manifests",
+]
