@@ -1,0 +1,1 @@
+"""The CNI side of podnet: spec types and the `podnet-cni` executable (standard library only)."""

@@ -1,0 +1,96 @@
+"""`podnet-cni`: the executable a container runtime runs for each pod attachment.
+
+It validates the invocation (environment and configuration) as the spec requires, forwards it
+to the node agent over the unix socket named in the configuration, and prints the agent's answer.
+Stdout belongs to the protocol: a result, or the spec's error object and a non-zero exit; never a
+traceback. Standard library only, so that it starts in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+
+from podnet.cni import errors, wire
+from podnet.cni.errors import CniError
+from podnet.cni.types import CURRENT_VERSION, SUPPORTED_VERSIONS, CniArgs, NetConf
+
+TYPE_CHECKING = False  # typing itself is not imported at run time: it costs start-up time
+if TYPE_CHECKING:
+    from typing import BinaryIO, TextIO
+
+AGENT_TIMEOUT = 120.0  # seconds; an ADD queued behind many others still answers well within this
+
+
+def read_config(stdin: BinaryIO) -> object:
+    try:
+        data = stdin.read()
+    except OSError as err:
+        raise CniError(errors.IO_FAILURE, "error reading from stdin", str(err)) from err
+    try:
+        return json.loads(data)
+    except ValueError as err:
+        raise CniError(errors.DECODING_FAILURE, "error decoding network config", str(err)) from err
+
+
+def version_answer(stdin: BinaryIO) -> dict[str, object]:
+    """VERSION echoes the caller's cniVersion when it sent one (SPEC "VERSION Success")."""
+    asked = CURRENT_VERSION
+    if not stdin.isatty():
+        try:
+            conf = json.loads(stdin.read() or b"{}")
+            if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str):
+                asked = conf["cniVersion"]
+        except (OSError, ValueError):
+            pass  # skel ignores VERSION's stdin altogether; so do we when it is unreadable
+    return {"cniVersion": asked, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+def forward(args: CniArgs, conf: NetConf) -> dict[str, object]:
+    """Ask the agent; an agent that is not there is code 50 for STATUS, 11 (retry) otherwise."""
+    request: dict[str, object] = {**args.to_wire(), "config": conf.raw}
+    try:
+        return wire.call(conf.socket, request, AGENT_TIMEOUT)
+    except (FileNotFoundError, ConnectionRefusedError) as err:
+        code = errors.NOT_AVAILABLE if args.command == "STATUS" else errors.TRY_AGAIN_LATER
+        raise CniError(code, "podnet agent is not running", f"{conf.socket}: {err}") from err
+    except TimeoutError as err:
+        raise CniError(errors.TRY_AGAIN_LATER, "podnet agent did not answer", conf.socket) from err
+    except OSError as err:
+        raise CniError(errors.IO_FAILURE, "cannot talk to the podnet agent", str(err)) from err
+    except ValueError as err:
+        raise CniError(errors.INTERNAL, "bad answer from the podnet agent", str(err)) from err
+
+
+def main(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
+    """Run one CNI invocation; returns the exit code."""
+    cni_version = CURRENT_VERSION
+    try:
+        args = CniArgs.from_env(env)
+        if args.command == "VERSION":
+            json.dump(version_answer(stdin), stdout)
+            return 0
+        conf = NetConf.parse(read_config(stdin), args.command)
+        cni_version = conf.cni_version
+        answer = forward(args, conf)
+    except CniError as err:
+        json.dump(err.to_json(cni_version), stdout)
+        return 1
+    except Exception as err:  # the protocol forbids a traceback on stdout
+        print(f"podnet-cni: {type(err).__name__}: {err}", file=sys.stderr)
+        internal = CniError(errors.INTERNAL, "internal error", str(err))
+        json.dump(internal.to_json(cni_version), stdout)
+        return 1
+    if answer.get("output") is not None:
+        json.dump(answer["output"], stdout)
+    return 0 if answer["code"] == 0 else 1
+
+
+def run() -> None:
+    sys.exit(main(os.environ, sys.stdin.buffer, sys.stdout))
+
+
+if __name__ == "__main__":
+    run()

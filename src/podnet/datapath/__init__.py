@@ -1,0 +1,1 @@
+"""The only code that changes the kernel: links, addresses, routes, neighbours and sysctls."""

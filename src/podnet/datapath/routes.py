@@ -1,0 +1,91 @@
+"""Addresses, routes and the gateway neighbour of the routed model (DESIGN §3).
+
+Inside the pod: `eth0` holds `podIP/32`, the gateway `169.254.1.1` is pinned to the host end's
+MAC, and `default via 169.254.1.1 dev eth0 onlink` sends everything to the node; `onlink` is
+what lets a /32 interface use a gateway outside its own prefix. On the node: `podIP/32 dev <host
+veth>`, so all traffic, same-node too, is routed by the node.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from podnet.datapath.netns import DatapathError
+from podnet.datapath.veth import HOST_MAC
+
+GATEWAY = ipaddress.IPv4Address("169.254.1.1")
+DEFAULT = ipaddress.IPv4Network("0.0.0.0/0")
+LOOPBACK_INDEX = 1  # `lo` is index 1 in every network namespace
+RTNH_F_ONLINK = 4
+RT_SCOPE_LINK = 253
+NUD_PERMANENT = 0x80
+MAIN_TABLE = 254
+
+
+@dataclass(frozen=True)
+class PodRoutes:
+    """What a pod interface holds, as read back from the kernel (for CHECK)."""
+
+    addresses: frozenset[ipaddress.IPv4Interface]
+    default_gateway: ipaddress.IPv4Address | None
+    gateway_mac: str | None
+    loopback_up: bool
+
+
+def configure_pod(pod: IPRoute, index: int, address: ipaddress.IPv4Address) -> None:
+    """Loopback up, interface up, `address/32`, the pinned gateway, the default route."""
+    try:
+        pod.link("set", index=LOOPBACK_INDEX, state="up")
+        pod.link("set", index=index, state="up")
+        pod.addr("add", index=index, address=str(address), prefixlen=32)
+        pod.neigh(
+            "replace", dst=str(GATEWAY), lladdr=HOST_MAC, ifindex=index, state=NUD_PERMANENT
+        )
+        pod.route("add", dst=str(DEFAULT), gateway=str(GATEWAY), oif=index, flags=RTNH_F_ONLINK)
+    except NetlinkError as err:
+        raise DatapathError(f"cannot configure pod interface {index} for {address}: {err}") from err
+
+
+def route_to_pod(node: IPRoute, address: ipaddress.IPv4Address, host_index: int) -> None:
+    """`address/32 dev <host veth>` on the node; replaces a stale route left by a lost pod."""
+    try:
+        node.route(
+            "replace", dst=f"{address}/32", oif=host_index, scope=RT_SCOPE_LINK, table=MAIN_TABLE
+        )
+    except NetlinkError as err:
+        raise DatapathError(f"cannot route {address} to interface {host_index}: {err}") from err
+
+
+def route_oif(node: IPRoute, address: ipaddress.IPv4Address) -> int | None:
+    """The interface the node actually sends `address`'s packets out of, or None."""
+    try:
+        (msg,) = node.route("get", dst=str(address))
+    except NetlinkError as err:
+        if err.code in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return None
+        raise
+    oif: int | None = msg.get("oif")
+    return oif
+
+
+def read_pod_routes(pod: IPRoute, index: int) -> PodRoutes:
+    """The addresses, default gateway and gateway neighbour on pod interface `index`."""
+    addresses = frozenset(
+        ipaddress.IPv4Interface(f"{msg.get('address')}/{msg['prefixlen']}")
+        for msg in pod.addr("dump", index=index, family=2)
+    )
+    gateway = None
+    for msg in pod.route("dump", family=2, table=MAIN_TABLE):
+        if msg["dst_len"] == 0 and msg.get("oif") == index and msg.get("gateway"):
+            gateway = ipaddress.IPv4Address(msg.get("gateway"))
+    mac = None
+    for msg in pod.neigh("dump", ifindex=index, family=2):
+        if msg.get("dst") == str(GATEWAY):
+            mac = msg.get("lladdr")
+    (lo,) = pod.link("get", index=LOOPBACK_INDEX)
+    return PodRoutes(addresses, gateway, mac, bool(lo["flags"] & 1))

@@ -1,0 +1,38 @@
+"""The sysctls of a routed node: forwarding, and proxy ARP without delay on each pod veth.
+
+`/proc/sys/net` shows the network namespace of the thread that opens it, so these writes land
+in the agent's own namespace (the node); `assert_not_root` runs before each one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from podnet.datapath.netns import DatapathError, assert_not_root, current_netns
+
+PROC_SYS = Path("/proc/sys")
+
+
+def write_sysctl(key: str, value: str) -> None:
+    """Set `net.ipv4.…` style `key` in the caller's (non-root) namespace."""
+    assert_not_root(current_netns())
+    path = PROC_SYS / key.replace(".", "/")
+    try:
+        path.write_text(value)
+    except OSError as err:
+        raise DatapathError(f"cannot set {key}={value}: {err}") from err
+
+
+def read_sysctl(key: str) -> str:
+    return (PROC_SYS / key.replace(".", "/")).read_text().strip()
+
+
+def enable_forwarding() -> None:
+    """The node routes every pod packet, same-node ones too."""
+    write_sysctl("net.ipv4.ip_forward", "1")
+
+
+def enable_proxy_arp(ifname: str) -> None:
+    """Answer ARP on a host veth at once (the default proxy_delay holds replies up to 0.8 s)."""
+    write_sysctl(f"net.ipv4.conf.{ifname}.proxy_arp", "1")
+    write_sysctl(f"net.ipv4.neigh.{ifname}.proxy_delay", "0")

@@ -1,0 +1,105 @@
+"""The veth pair that joins a pod to its node: one end in the node, one in the pod.
+
+Design note (routed model, as Calico): every host end carries the same MAC, `ee:ee:ee:ee:ee:ee`,
+and no address. The pod's only neighbour is its gateway `169.254.1.1`, pinned to that MAC, so a
+pod never has to ARP for anything; proxy ARP on the host end still answers if an entry is lost.
+Host ends are named `pn` + a hash of (container ID, interface), so DEL and GC find the link from
+the attachment alone, and the name fits IFNAMSIZ.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from podnet.datapath.netns import DatapathError
+
+HOST_PREFIX = "pn"
+HOST_MAC = "ee:ee:ee:ee:ee:ee"
+
+
+class InterfaceExists(DatapathError):
+    """The pod already has an interface by that name (SPEC: ADD must then fail)."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """What the kernel reports about one interface."""
+
+    index: int
+    name: str
+    mac: str
+    mtu: int
+    up: bool
+
+
+def host_ifname(container_id: str, ifname: str) -> str:
+    """The node-side name of an attachment's veth: `pn` + 11 hex digits (13 <= IFNAMSIZ-1)."""
+    digest = hashlib.sha256(f"{container_id}/{ifname}".encode()).hexdigest()
+    return HOST_PREFIX + digest[:11]
+
+
+def is_host_ifname(name: str) -> bool:
+    return len(name) == 13 and name.startswith(HOST_PREFIX)
+
+
+def get_link(ipr: IPRoute, name: str) -> Link | None:
+    """The link called `name` in `ipr`'s namespace, or None."""
+    try:
+        (msg,) = ipr.link("get", ifname=name)
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
+            return None
+        raise
+    return Link(
+        index=msg["index"],
+        name=msg.get("ifname"),
+        mac=msg.get("address"),
+        mtu=msg.get("mtu"),
+        up=bool(msg["flags"] & 1),
+    )
+
+
+def create_veth(node: IPRoute, host_name: str, pod_netns: str, pod_ifname: str, mtu: int) -> None:
+    """Create the pair with the pod end already inside `pod_netns`; the host end comes up."""
+    fd = os.open(pod_netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        node.link(
+            "add",
+            ifname=host_name,
+            kind="veth",
+            address=HOST_MAC,
+            mtu=mtu,
+            state="up",
+            peer={"ifname": pod_ifname, "net_ns_fd": fd, "mtu": mtu},
+        )
+    except NetlinkError as err:
+        if err.code == errno.EEXIST:
+            raise InterfaceExists(
+                f"interface {pod_ifname} in {pod_netns} or {host_name} on the node already exists"
+            ) from err
+        raise DatapathError(f"cannot create veth {host_name}: {err}") from err
+    finally:
+        os.close(fd)
+
+
+def delete_veth(node: IPRoute, host_name: str) -> bool:
+    """Delete the pair by its host end; False if it was already gone (DEL is idempotent)."""
+    try:
+        node.link("del", ifname=host_name)
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
+            return False
+        raise DatapathError(f"cannot delete veth {host_name}: {err}") from err
+    return True
+
+
+def list_host_veths(node: IPRoute) -> list[str]:
+    """The names of every podnet host end in the node."""
+    names = (msg.get("ifname") for msg in node.link("dump"))
+    return sorted(name for name in names if name and is_host_ifname(name))
