@@ -1,0 +1,48 @@
+"""The cluster state store: resources with revisions, list and watch, compare-and-swap."""
+
+from podnet.store.base import (
+    Compacted,
+    Conflict,
+    Create,
+    Delete,
+    Event,
+    EventType,
+    Key,
+    NotFound,
+    Op,
+    Resource,
+    ResourceList,
+    ResourceStore,
+    Store,
+    StoreError,
+    Unavailable,
+    Update,
+    Watch,
+    modify,
+)
+from podnet.store.url import ENV, default_url, open_store, store_url
+
+__all__ = [
+    "ENV",
+    "Compacted",
+    "Conflict",
+    "Create",
+    "Delete",
+    "Event",
+    "EventType",
+    "Key",
+    "NotFound",
+    "Op",
+    "Resource",
+    "ResourceList",
+    "ResourceStore",
+    "Store",
+    "StoreError",
+    "Unavailable",
+    "Update",
+    "Watch",
+    "default_url",
+    "modify",
+    "open_store",
+    "store_url",
+]
