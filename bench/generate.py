@@ -189,7 +189,8 @@ def _named_port(g: Group) -> dict[str, Any]:
 
 def _from_tier(rng: random.Random, g: Group, _: list[str]) -> dict[str, Any]:
     """Ingress from a tier of the same namespace, on the target's first named port."""
-    peer = {"podSelector": {"matchLabels": {"tier": rng.choice(TIERS)}}}
+    peer = {"podSelector": {"matchLabels": {"tier": rng.choice(TIERS)},
+                            "matchExpressions": [{"key": "app", "operator": "Exists"}]}}
     return {"podSelector": _app(g), "policyTypes": ["Ingress"],
             "ingress": [{"from": [peer], "ports": [_named_port(g)]}]}
 
@@ -210,9 +211,12 @@ def _from_teams(rng: random.Random, g: Group, namespaces: list[str]) -> dict[str
 
 def _from_expressions(rng: random.Random, g: Group, _: list[str]) -> dict[str, Any]:
     """A tier-wide policy: from newer versions anywhere in the cluster, and from monitoring."""
+    # No Exists here: network-config-analyzer 2.1.0 looks for Exists/DoesNotExist peers only
+    # in the policy's own namespace, even under a namespaceSelector (see bench/README.md).
     newer = {"podSelector": {"matchExpressions": [
         {"key": "version", "operator": "NotIn", "values": [rng.choice(VERSIONS)]},
-        {"key": "app", "operator": "Exists"}]}, "namespaceSelector": {}}
+        {"key": "tier", "operator": "In", "values": sorted(rng.sample(TIERS, 3))}]},
+        "namespaceSelector": {}}
     monitoring = {"namespaceSelector": {"matchExpressions": [
         {"key": "env", "operator": "NotIn", "values": ["dev"]}]},
         "podSelector": {"matchLabels": {"tier": "backend"}}}
