@@ -3,6 +3,7 @@ grouped like firewall rules (endpoints with the same connections share one line)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -137,8 +138,13 @@ class Describer:
     def __init__(self, pods: Sequence[Pod]) -> None:
         self.pods = pods
         self.by_namespace: dict[str, list[Pod]] = {}
-        for pod in pods:
+        # namespace -> label -> indices of the namespace's pods that carry it
+        self.carriers: dict[str, dict[tuple[str, str], set[int]]] = {}
+        for i, pod in enumerate(pods):
             self.by_namespace.setdefault(pod.namespace, []).append(pod)
+            carriers = self.carriers.setdefault(pod.namespace, {})
+            for label in pod.labels.items():
+                carriers.setdefault(label, set()).add(i)
 
     def __call__(self, group: Sequence[Pod]) -> str:
         if not group:
@@ -154,11 +160,24 @@ class Describer:
             if len(chosen) == len(everyone):
                 parts.append(f"{ns}/*")
                 continue
-            common = set(chosen[0].labels.items()).intersection(
-                *(p.labels.items() for p in chosen[1:]))
-            if len(chosen) > 1 and common and sum(
-                    common <= p.labels.items() for p in everyone) == len(chosen):
-                parts.append(f"{ns}/[{','.join(f'{k}={v}' for k, v in sorted(common))}]")
+            labels = (_selecting_labels(chosen, self.carriers[ns]) if len(chosen) > 1
+                      else None)
+            if labels:
+                parts.append(f"{ns}/[{','.join(f'{k}={v}' for k, v in labels)}]")
             else:
                 parts += [p.key for p in chosen]
         return ", ".join(parts)
+
+
+def _selecting_labels(chosen: Sequence[Pod], carriers: dict[tuple[str, str], set[int]]
+                      ) -> tuple[tuple[str, str], ...] | None:
+    """The fewest labels (one or two) that the chosen pods, and only they, all carry."""
+    common = sorted(set(chosen[0].labels.items()).intersection(
+        *(p.labels.items() for p in chosen[1:])))
+    for label in common:
+        if len(carriers[label]) == len(chosen):
+            return (label,)
+    for a, b in itertools.combinations(common, 2):
+        if len(carriers[a] & carriers[b]) == len(chosen):
+            return (a, b)
+    return None
