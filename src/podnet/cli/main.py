@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from podnet.cli import policy
+from podnet.cli import agent, policy
 from podnet.errors import PodnetError
 
 # Each module adds its subcommands; a handler takes the parsed args and returns the exit code.
-COMMANDS: tuple[ModuleType, ...] = (policy,)
+COMMANDS: tuple[ModuleType, ...] = (policy, agent)
 
 
 def build_parser() -> argparse.ArgumentParser:

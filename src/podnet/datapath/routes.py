@@ -37,6 +37,15 @@ class PodRoutes:
     loopback_up: bool
 
 
+def bring_up_loopback(ipr: IPRoute) -> None:
+    """`lo` up. On a node this also creates the kernel's local routing table: without it every
+    neighbour is classed as broadcast (NOARP, ff:ff:ff:ff:ff:ff) and TCP to pods is dropped."""
+    try:
+        ipr.link("set", index=LOOPBACK_INDEX, state="up")
+    except NetlinkError as err:
+        raise DatapathError(f"cannot bring up loopback: {err}") from err
+
+
 def configure_pod(pod: IPRoute, index: int, address: ipaddress.IPv4Address) -> None:
     """Loopback up, interface up, `address/32`, the pinned gateway, the default route."""
     try:

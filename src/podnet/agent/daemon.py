@@ -1,0 +1,95 @@
+"""The agent's life: register the node, prepare it, reconcile with what the store recorded, serve.
+
+The agent runs in whatever network namespace it is started in, and that namespace is the node;
+it refuses to start in the host's root namespace. Stopping it leaves every pod wired: the kernel
+holds the datapath, the store holds the endpoints, and the next agent re-reads both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+from podnet import ipam
+from podnet.agent import server, wiring
+from podnet.agent.endpoints import leaked_veths
+from podnet.agent.env import Env
+from podnet.datapath import routes, sysctl, veth
+from podnet.datapath.netns import assert_not_root, current_netns
+from podnet.store import open_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MTU = 1450  # room for the VXLAN header (50 bytes) on a 1500-byte underlay
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    store_url: str | None
+    socket: str
+    cluster_cidr: ipaddress.IPv4Network | None = None
+    subnet_prefix: int | None = None
+    mtu: int = DEFAULT_MTU
+
+
+def start(config: AgentConfig) -> Env:
+    """Register the node and prepare its namespace; the returned Env is ready to serve."""
+    assert_not_root(current_netns())
+    store = open_store(config.store_url)
+    if config.cluster_cidr is not None:
+        wanted = ipam.ClusterConfig(config.cluster_cidr)
+        if config.subnet_prefix is not None:
+            wanted = ipam.ClusterConfig(config.cluster_cidr, config.subnet_prefix)
+        ipam.ensure_cluster_config(store, wanted)
+    lease = ipam.register_node(store, config.node)
+    sysctl.enable_forwarding()
+    env = Env(config.node, store, lease, config.mtu)
+    routes.bring_up_loopback(env.rtnl())
+    resync(env)
+    log.info("node %s: subnet %s, serving %s", config.node, lease.subnet, config.socket)
+    return env
+
+
+def resync(env: Env) -> None:
+    """After a restart: remove veths no endpoint owns, re-assert proxy ARP on the rest."""
+    recorded = env.endpoints()
+    node = env.rtnl()
+    for name in leaked_veths(recorded, veth.list_host_veths(node)):
+        log.warning("removing leaked veth %s (no endpoint recorded)", name)
+        wiring.unwire_pod(node, name)
+    for ep in recorded:
+        if veth.get_link(node, ep.host_ifname) is None:
+            log.warning("endpoint %s: veth %s is gone (pod deleted while the agent was down; "
+                        "DEL or GC will release %s)", ep.name, ep.host_ifname, ep.ip)
+        else:
+            sysctl.enable_proxy_arp(ep.host_ifname)
+
+
+def run(config: AgentConfig) -> int:
+    """Serve until SIGTERM or SIGINT."""
+    env = start(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    sock = server.listen(config.socket)
+    try:
+        server.serve(sock, env, stop)
+    finally:
+        sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.socket)  # STATUS now says "not available" at once
+        env.close()
+        env.store.close()
+    log.info("node %s: agent stopped; pods keep their network", config.node)
+    return 0

@@ -1,0 +1,73 @@
+"""Wiring one pod into the node, and reading it back: the agent's only kernel calls.
+
+The order is fixed, as in the reference ptp plugin: the veth (pod end created inside the pod),
+then the pod side (loopback, address, gateway, default route), then the host side (proxy ARP,
+the /32 route last, so the node never routes to a pod that is not ready). A failure removes
+the veth, which takes every address and route on it along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+
+from podnet.agent.endpoints import Endpoint
+from podnet.datapath import routes, sysctl, veth
+from podnet.datapath.netns import DatapathError, NetnsGone, rtnl
+
+
+@dataclass(frozen=True)
+class Wired:
+    """The two ends of a freshly wired pod, as the Result reports them."""
+
+    host: veth.Link
+    pod: veth.Link
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A pod's wiring as the kernel holds it now; None where something is missing."""
+
+    pod_link: veth.Link | None
+    pod_routes: routes.PodRoutes | None
+    host_link: veth.Link | None
+    host_oif: int | None
+
+
+def wire_pod(node: IPRoute, ep: Endpoint) -> Wired:
+    """Create and configure both ends for `ep`; nothing is left behind on failure."""
+    veth.create_veth(node, ep.host_ifname, ep.netns, ep.ifname, ep.mtu)
+    try:
+        with rtnl(ep.netns) as pod:
+            pod_link = veth.get_link(pod, ep.ifname)
+            if pod_link is None:
+                raise DatapathError(f"{ep.ifname} vanished from {ep.netns} after creation")
+            routes.configure_pod(pod, pod_link.index, ep.ip)
+        host_link = veth.get_link(node, ep.host_ifname)
+        if host_link is None:
+            raise DatapathError(f"{ep.host_ifname} vanished from the node after creation")
+        sysctl.enable_proxy_arp(ep.host_ifname)
+        routes.route_to_pod(node, ep.ip, host_link.index)
+    except BaseException:
+        veth.delete_veth(node, ep.host_ifname)
+        raise
+    return Wired(host=host_link, pod=pod_link)
+
+
+def unwire_pod(node: IPRoute, host_ifname: str) -> bool:
+    """Remove the pod's veth (its route goes with it); False if it was already gone."""
+    return veth.delete_veth(node, host_ifname)
+
+
+def observe_pod(node: IPRoute, ep: Endpoint) -> Observed:
+    """Read back what CHECK compares; a vanished namespace reads as a missing interface."""
+    host_link = veth.get_link(node, ep.host_ifname)
+    host_oif = routes.route_oif(node, ep.ip)
+    try:
+        with rtnl(ep.netns) as pod:
+            pod_link = veth.get_link(pod, ep.ifname)
+            pod_routes = None if pod_link is None else routes.read_pod_routes(pod, pod_link.index)
+    except NetnsGone:
+        pod_link, pod_routes = None, None
+    return Observed(pod_link, pod_routes, host_link, host_oif)

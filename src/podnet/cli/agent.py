@@ -1,0 +1,99 @@
+"""`podnet agent` (the node daemon) and `podnet install-cni` (podnet for a container runtime)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from podnet.cni.types import CURRENT_VERSION, DEFAULT_SOCKET, SUPPORTED_VERSIONS
+
+PLUGIN_TYPE = "podnet-cni"
+
+
+def register(sub: Any) -> None:
+    agent = sub.add_parser(
+        "agent",
+        help="run the node agent in this network namespace (the node)",
+        description="Register the node, prepare its namespace and serve CNI requests for its "
+        "pods. Runs in the network namespace it is started in; refuses the root one.",
+    )
+    agent.add_argument("--node", required=True, help="the node's name")
+    agent.add_argument("--store", metavar="URL", help="store URL (default: $PODNET_STORE, ...)")
+    agent.add_argument("--socket", default=DEFAULT_SOCKET, help=f"default {DEFAULT_SOCKET}")
+    agent.add_argument(
+        "--cluster-cidr",
+        type=ipaddress.IPv4Network,
+        metavar="CIDR",
+        help="initialise the cluster network if the store has none (default 10.244.0.0/16)",
+    )
+    agent.add_argument("--node-subnet-prefix", type=int, metavar="N", help="default 24")
+    agent.add_argument("--mtu", type=int, default=1450, help="pod MTU when the config has none")
+    agent.set_defaults(handler=cmd_agent)
+
+    install = sub.add_parser(
+        "install-cni",
+        help="write podnet's conflist and install podnet-cni for a container runtime",
+    )
+    install.add_argument("--conf-dir", required=True, type=Path, help="e.g. /etc/cni/net.d")
+    install.add_argument("--bin-dir", required=True, type=Path, help="e.g. /opt/cni/bin")
+    install.add_argument("--name", default="podnet", help="network name (default podnet)")
+    install.add_argument("--socket", default=DEFAULT_SOCKET, help=f"default {DEFAULT_SOCKET}")
+    install.add_argument("--mtu", type=int, help="pod MTU (default: the agent's)")
+    install.add_argument(
+        "--cni-version", default="1.0.0", choices=SUPPORTED_VERSIONS,
+        help=f"conflist version (default 1.0.0, which older runtimes read; {CURRENT_VERSION} "
+        "adds STATUS and GC)",
+    )
+    install.set_defaults(handler=cmd_install_cni)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from podnet.agent.daemon import AgentConfig, run  # pyroute2 and the store: only when needed
+
+    return run(
+        AgentConfig(
+            node=args.node,
+            store_url=args.store,
+            socket=args.socket,
+            cluster_cidr=args.cluster_cidr,
+            subnet_prefix=args.node_subnet_prefix,
+            mtu=args.mtu,
+        )
+    )
+
+
+def conflist(name: str, socket: str, cni_version: str, mtu: int | None) -> dict[str, Any]:
+    plugin: dict[str, Any] = {"type": PLUGIN_TYPE, "socket": socket}
+    if mtu is not None:
+        plugin["mtu"] = mtu
+    return {"cniVersion": cni_version, "name": name, "plugins": [plugin]}
+
+
+def plugin_script() -> str:
+    """The plugin executable: this interpreter running `podnet.cni.main`."""
+    return f"#!{sys.executable}\nfrom podnet.cni.main import run\n\nrun()\n"
+
+
+def cmd_install_cni(args: argparse.Namespace) -> int:
+    args.conf_dir.mkdir(parents=True, exist_ok=True)
+    args.bin_dir.mkdir(parents=True, exist_ok=True)
+    binary = args.bin_dir / PLUGIN_TYPE
+    write_atomically(binary, plugin_script(), mode=0o755)
+    conf = args.conf_dir / f"10-{args.name}.conflist"
+    body = conflist(args.name, args.socket, args.cni_version, args.mtu)
+    write_atomically(conf, json.dumps(body, indent=2) + "\n", mode=0o644)
+    print(f"installed {binary} and {conf}")
+    return 0
+
+
+def write_atomically(path: Path, text: str, mode: int) -> None:
+    """A runtime may read the file at any moment: never let it see half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

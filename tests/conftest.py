@@ -1,0 +1,3 @@
+"""Shared fixtures: network namespaces, node agents and the CNI executable (tests/netns.py)."""
+
+pytest_plugins = ["netns"]
