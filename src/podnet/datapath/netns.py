@@ -15,8 +15,9 @@ import ctypes
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from pyroute2 import IPRoute
 
@@ -28,6 +29,7 @@ ROOT_NETNS = "/proc/1/ns/net"
 # The kernel numbers the initial network namespace PROC_NET_INIT_INO; PID 1's may be unreadable.
 INIT_NETNS_INODE = 0xEFFFFFF9
 _libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
 
 
 class DatapathError(PodnetError):
@@ -81,24 +83,37 @@ def _join(path: str) -> None:
         os.close(fd)
 
 
-def netlink_socket_in(path: str) -> socket.socket:
-    """A NETLINK_ROUTE socket living in the namespace at `path`, made by a throwaway thread."""
-    made: list[socket.socket | BaseException] = []
+def run_in(path: str, make: Callable[[], T]) -> T:
+    """`make()` called by a throwaway thread that joined the namespace at `path`; its result.
+
+    For what keeps the namespace it was made in (a socket): the caller's namespace is untouched.
+    """
+    result: list[T] = []
+    failure: list[BaseException] = []
 
     def work() -> None:
         try:
             _join(path)
-            made.append(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
+            result.append(make())
         except BaseException as err:
-            made.append(err)
+            failure.append(err)
 
     worker = threading.Thread(target=work, name="podnet-netns")
     worker.start()
     worker.join()
-    outcome = made[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def socket_in(path: str, family: int, type: int, proto: int = 0) -> socket.socket:
+    """A socket living in the namespace at `path` for its whole life."""
+    return run_in(path, lambda: socket.socket(family, type, proto))
+
+
+def netlink_socket_in(path: str) -> socket.socket:
+    """A NETLINK_ROUTE socket living in the namespace at `path`, made by a throwaway thread."""
+    return socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
 
 
 @contextmanager
