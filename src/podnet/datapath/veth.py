@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from podnet.datapath.netns import DatapathError
+from podnet.datapath.netns import DatapathError, NetnsGone
 
 HOST_PREFIX = "pn"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
@@ -67,7 +67,10 @@ def get_link(ipr: IPRoute, name: str) -> Link | None:
 
 def create_veth(node: IPRoute, host_name: str, pod_netns: str, pod_ifname: str, mtu: int) -> None:
     """Create the pair with the pod end already inside `pod_netns`; the host end comes up."""
-    fd = os.open(pod_netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(pod_netns, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as err:
+        raise NetnsGone(f"network namespace {pod_netns} does not exist") from err
     try:
         node.link(
             "add",

@@ -1,0 +1,69 @@
+"""Datapath helpers in namespaces these tests make; and the guard that keeps the host safe."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from netns import NetnsFactory
+from podnet.datapath import routes, veth
+from podnet.datapath.netns import (
+    DatapathError,
+    NetnsGone,
+    assert_not_root,
+    current_netns,
+    is_root,
+    rtnl,
+)
+
+
+def test_host_interface_names_fit_ifnamsiz_and_differ_per_attachment() -> None:
+    names = {veth.host_ifname(f"c{i}", ifname) for i in range(1000) for ifname in ("eth0", "net1")}
+    assert len(names) == 2000
+    assert all(len(name) <= 15 and veth.is_host_ifname(name) for name in names)
+
+
+@pytest.mark.netns
+def test_writes_are_refused_in_the_root_namespace() -> None:
+    if not is_root(current_netns()):
+        pytest.skip("the test process is not in the root network namespace")
+    with pytest.raises(DatapathError, match="root network namespace"):
+        assert_not_root(current_netns())
+    with pytest.raises(DatapathError), rtnl():
+        pass
+
+
+@pytest.mark.netns
+def test_a_missing_namespace_is_reported_as_gone(make_netns: NetnsFactory) -> None:
+    ns = make_netns("gone")
+    make_netns.delete(ns)
+    with pytest.raises(NetnsGone), rtnl(ns.path):
+        pass
+
+
+@pytest.mark.netns
+def test_a_wired_veth_routes_between_node_and_pod(make_netns: NetnsFactory) -> None:
+    node, pod = make_netns("node"), make_netns("pod")
+    node.run("ip", "link", "set", "lo", "up")
+    node.run("ip", "addr", "add", "192.0.2.11/32", "dev", "lo")
+    ip = ipaddress.IPv4Address("10.244.9.5")
+    with rtnl(node.path) as n, rtnl(pod.path) as p:
+        veth.create_veth(n, "pntest0000001", pod.path, "eth0", 1450)
+        with pytest.raises(veth.InterfaceExists):
+            veth.create_veth(n, "pntest0000002", pod.path, "eth0", 1450)
+        pod_link = veth.get_link(p, "eth0")
+        host_link = veth.get_link(n, "pntest0000001")
+        assert pod_link is not None and host_link is not None
+        assert (host_link.mac, host_link.mtu, host_link.up) == (veth.HOST_MAC, 1450, True)
+        routes.configure_pod(p, pod_link.index, ip)
+        routes.route_to_pod(n, ip, host_link.index)
+        assert node.ping(str(ip))
+        seen = routes.read_pod_routes(p, pod_link.index)
+        assert seen.addresses == {ipaddress.IPv4Interface(f"{ip}/32")}
+        assert (seen.default_gateway, seen.gateway_mac) == (routes.GATEWAY, veth.HOST_MAC)
+        assert routes.route_oif(n, ip) == host_link.index
+        assert veth.list_host_veths(n) == ["pntest0000001"]
+        assert veth.delete_veth(n, "pntest0000001") is True
+        assert veth.delete_veth(n, "pntest0000001") is False
+    assert pod.links() == ["lo"]
