@@ -158,9 +158,7 @@ def test_invalid_manifest_is_rejected_at_its_field(
 
 # The API server reports label problems at the map, not at a key it may not be able to print
 # (ValidateLabels: field.Invalid(fldPath, k, msg) with fldPath = metadata.labels or
-# <selector>.matchLabels); podnet.model appends the key, which gives "metadata.labels." for an
-# empty key and "spec.podSelector.matchLabels.Example.com/app" for a prefixed one.
-LABEL_MAP_BUG = "model bug: label errors name metadata.labels.<key>, the API server the map"
+# <selector>.matchLabels).
 LABEL_RULES = [
     ("an empty label key", "kind: Namespace\nmetadata: {name: a, labels: {'': x}}",
      "metadata.labels", "name part must be non-empty"),
@@ -177,7 +175,6 @@ LABEL_RULES = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason=LABEL_MAP_BUG)
 @pytest.mark.parametrize(("manifest", "path", "message"), [r[1:] for r in LABEL_RULES],
                          ids=[r[0] for r in LABEL_RULES])
 def test_invalid_label_is_rejected_at_its_map(
@@ -188,29 +185,12 @@ def test_invalid_label_is_rejected_at_its_map(
         "\n".join(map(str, problems)))
 
 
-@pytest.mark.parametrize(("manifest", "words"), [(r[1], r[3]) for r in LABEL_RULES],
-                         ids=[r[0] for r in LABEL_RULES])
-def test_invalid_label_is_rejected(tmp_path: Path, manifest: str, words: str) -> None:
-    """Whatever the path, the label is refused with the API server's reason."""
-    assert any(words in p.message for p in problems_of(tmp_path, manifest))
-
-
-@pytest.mark.xfail(strict=True, reason="model bug: endPort < port reports the value of port "
-                   "(Invalid value: 80), the API server that of endPort (Invalid value: 70)")
 def test_end_port_smaller_than_port_names_the_end_port(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, POLICY + "  ingress: [{ports: [{port: 80, endPort: 70}]}]")
     assert problem.path == "spec.ingress[0].ports[0].endPort"
     assert problem.message == "Invalid value: 70: must be greater than or equal to `port`"
 
 
-def test_end_port_smaller_than_port_is_rejected(tmp_path: Path) -> None:
-    (problem,) = problems_of(tmp_path, POLICY + "  ingress: [{ports: [{port: 80, endPort: 70}]}]")
-    assert problem.path == "spec.ingress[0].ports[0].endPort"
-    assert "must be greater than or equal to `port`" in problem.message
-
-
-@pytest.mark.xfail(strict=True, reason="model bug: a port name used twice in one container is "
-                   "accepted; validateContainerPorts rejects it (Duplicate value)")
 def test_duplicate_port_name_in_a_container_is_rejected(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, pod(
         "{containers: [{name: c, ports: [{containerPort: 80, name: http}, "

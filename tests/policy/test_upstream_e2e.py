@@ -816,27 +816,10 @@ JUDGES = {"engine-matrix": observe_engine_matrix,
           "engine-connectivity": observe_engine_connectivity,
           "oracle": observe_oracle}
 
-# Engine bug (ClassMatrices._fill skips pod classes that no rule selects, so a pod isolated by
-# a policy with no rules for that direction, e.g. `ingress: []`, stays open in the matrix and
-# in connectivity; Engine.verdict is right). Remove once fixed: strict, so a fix fails here.
-NO_RULE_ISOLATION = {
-    "default-deny-ingress", "default-deny-all", "ingress-for-target", "updated-policy",
-    "deny-ingress-to-updated-pod", "deny-egress-by-pod-selector", "deny-egress-from-namespace",
-    "stop-enforcing-after-delete", "ingress-and-egress-independent",
-    "udp-default-deny-ingress", "sctp-default-deny-ingress",
-}
-ENGINE_BUG = pytest.mark.xfail(strict=True, reason="engine bug: a pod isolated by a policy "
-                               "without rules is open in matrix() and connectivity()")
-
 
 def _params() -> list[Any]:
-    params = []
-    for upstream in CASES:
-        for name, judge in JUDGES.items():
-            bug = name != "oracle" and upstream.name in NO_RULE_ISOLATION
-            params.append(pytest.param(upstream, judge, id=f"{upstream.name}:{name}",
-                                       marks=[ENGINE_BUG] if bug else []))
-    return params
+    return [pytest.param(upstream, judge, id=f"{upstream.name}:{name}")
+            for upstream in CASES for name, judge in JUDGES.items()]
 
 
 @pytest.mark.parametrize(("upstream", "judge"), _params())

@@ -47,7 +47,7 @@ def decode_pod(f: Field, namespace: str, name: str) -> Pod:
 
 
 def _container_ports(container: Field) -> list[ContainerPort]:
-    ports = []
+    ports: list[ContainerPort] = []
     for p in container.get("ports").items():
         number_f = p.get("containerPort")
         number = number_f.integer()
@@ -66,6 +66,8 @@ def _container_ports(container: Field) -> list[ContainerPort]:
         if name is not None:
             for msg in port_name_errors(name):
                 name_f.report(f"Invalid value: {name!r}: {msg}")
+            if any(p.name == name for p in ports):
+                name_f.report(f'Duplicate value: "{name}"')
         ports.append(ContainerPort(number, protocol, name))
     return ports
 

@@ -91,15 +91,16 @@ class Field:
     def labels(self) -> dict[str, str]:
         """A map of label keys to values, each checked as the API server checks labels."""
         result: dict[str, str] = {}
+        # The API server names the map, not the key, in label errors (ValidateLabels).
         for key, value in self.mapping().items():
-            entry = self.get(str(key))
             if not isinstance(value, str):
                 # YAML reads `tier: 1` and `on: yes` as number and boolean; labels are strings.
-                raise entry.fail(f"label values must be strings, not {_kind_of(value)} (quote it)")
+                raise self.fail(f"label values must be strings, not {_kind_of(value)} "
+                                f"(quote the value of {key!r})")
             for msg in label_key_errors(str(key)):
-                entry.report(f"Invalid value: {key!r}: {msg}")
+                self.report(f"Invalid value: {key!r}: {msg}")
             for msg in label_value_errors(value):
-                entry.report(f"Invalid value: {value!r}: {msg}")
+                self.report(f"Invalid value: {value!r}: {msg}")
             result[str(key)] = value
         return result
 

@@ -131,7 +131,8 @@ def _port(f: Field) -> PolicyPort:
             port_f.report(f"Invalid value: {port}: {msg}")
         if end_port is not None:
             if end_port < port:
-                end_f.report(f"Invalid value: {port}: must be greater than or equal to `port`")
+                end_f.report(f"Invalid value: {end_port}: must be greater than or equal to "
+                             "`port`")
             for msg in port_number_errors(end_port):
                 end_f.report(f"Invalid value: {end_port}: {msg}")
     elif isinstance(port, str):

@@ -106,8 +106,15 @@ class ClassMatrices:
         peer_matrix = np.hstack([res.peer_matrix(direction), self._external_matrix(direction)])
         any_peer = np.array([r.any_peer for r in rules], dtype=bool)
         for cls in range(self.pod_classes):
+            if not res.isolating_policies(direction, cls):
+                continue  # not isolated: everything stays allowed
             ids = res.class_rules(direction, cls)
-            if not ids:
+            if not ids:  # isolated by policies without rules in this direction
+                line = np.full(peer_matrix.shape[1], self.table.none, dtype=np.int32)
+                if direction is Direction.INGRESS:
+                    self.ingress[:, cls] = line
+                else:
+                    self.egress[cls, :] = line
                 continue
             # rows: this class's rules; columns: the classes on the other end.
             matched = peer_matrix[ids] | any_peer[ids][:, None]
