@@ -139,12 +139,25 @@ def items(where: Path, name: str) -> list[dict[str, Any]]:
 
 
 def machine() -> list[str]:
+    """The header of a result: the machine, how busy it is, and which podnet ran."""
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], check=False,
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], check=False,
+                           capture_output=True, text=True).stdout.strip()
+    nca = subprocess.run([str(NCA_VENV / "bin" / "nca"), "--version"], check=False,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True).stdout.strip() if (
+        NCA_VENV / "bin" / "nca").exists() else "not installed"
     return [f"- nproc: {os.cpu_count()}",
             f"- CPU: {model[1] if model else platform.processor()}",
             f"- kernel: {platform.release()}",
-            f"- Python: {platform.python_version()}"]
+            f"- Python: {platform.python_version()}",
+            f"- load average (1 min) at start: {os.getloadavg()[0]:.2f}",
+            f"- podnet: {commit}{' with uncommitted changes in src/' if dirty else ''}",
+            f"- network-config-analyzer: {nca}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "met" if ours <= GOAL_LARGE_SECONDS else "MISSED"
         print(f"\n{pods:,} pods / {policies:,} policies: {ours:.2f} s "
               f"(goal <= {GOAL_LARGE_SECONDS:.0f} s: {verdict})")
+    print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
     if ratios:
         verdict = "met" if min(ratios) >= GOAL_RATIO else "MISSED"
         print(f"podnet vs NCA: {min(ratios):.1f}x at worst (goal >= {GOAL_RATIO:.0f}x: {verdict})")
