@@ -1,0 +1,201 @@
+"""Random small clusters: every answer of the engine agrees with the oracle.
+
+Hypothesis draws 2-3 namespaces and 2-6 pods with random labels, named ports and addresses
+(a hostNetwork pod among them at times), and 1-5 valid policies using every feature: both
+selectors and their operators, ipBlocks with excepts, protocols, numbered, named and ranged
+ports, defaulted and explicit policyTypes, empty and missing rule lists. The manifests go
+through podnet.model as files would. Then for sampled (protocol, port) probes the engine's
+verdicts, matrix and connectivity must equal the oracle on every pair, and verdicts towards
+and from outside addresses too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import oracle
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from podnet.model import Cluster, Direction, Manifest, Protocol, build_cluster
+from podnet.policy import Engine, Probe
+
+Obj = dict[str, Any]
+PROTOCOLS = [p.value for p in Protocol]
+NAMESPACES = ["x", "y", "z"]
+LABEL_KEYS = ["app", "tier"]
+LABEL_VALUES = ["web", "db"]
+PORT_NAMES = ["http", "dns", "metrics"]
+PORT_NUMBERS = [53, 80, 81, 8080]
+PROBE_PORTS = [53, 79, 80, 81, 82, 443, 999, 1000, 1500, 2000, 2001, 8080]
+# (cidr, except): each except a strict subset, as validation demands.
+BLOCKS = [
+    ("0.0.0.0/0", []), ("10.244.0.0/16", []), ("10.244.0.0/24", ["10.244.0.0/28"]),
+    ("10.244.0.0/16", ["10.244.0.16/28", "10.244.1.0/24"]), ("192.0.2.0/24", []),
+    ("203.0.113.0/24", ["203.0.113.128/25"]), ("10.244.0.5/32", []), ("::/0", []),
+]
+OUTSIDE = [ipaddress.ip_address(a) for a in ("203.0.113.7", "203.0.113.200", "10.244.0.9",
+                                             "10.244.1.9", "192.0.2.77", "8.8.8.8")]
+
+labels = st.dictionaries(st.sampled_from(LABEL_KEYS), st.sampled_from(LABEL_VALUES), max_size=2)
+operators = st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"])
+expression_keys = st.sampled_from([*LABEL_KEYS, "team"])
+label_values = st.lists(st.sampled_from(LABEL_VALUES), min_size=1, max_size=2, unique=True)
+protocols = st.sampled_from(PROTOCOLS)
+port_numbers = st.sampled_from(PORT_NUMBERS)
+port_names = st.lists(st.sampled_from(PORT_NAMES), max_size=2, unique=True)
+namespaces = st.sampled_from(NAMESPACES)
+
+
+@st.composite
+def selectors(draw: st.DrawFn) -> Obj:
+    selector: Obj = {}
+    if draw(st.booleans()):
+        selector["matchLabels"] = draw(labels)
+    expressions = []
+    for _ in range(draw(st.integers(0, 2))):
+        op = draw(operators)
+        expression: Obj = {"key": draw(expression_keys), "operator": op}
+        if op in ("In", "NotIn"):
+            expression["values"] = draw(label_values)
+        expressions.append(expression)
+    if expressions:
+        selector["matchExpressions"] = expressions
+    return selector
+
+
+@st.composite
+def peers(draw: st.DrawFn) -> Obj:
+    kind = draw(st.sampled_from(["pod", "namespace", "both", "ipBlock"]))
+    if kind == "ipBlock":
+        cidr, excepts = draw(st.sampled_from(BLOCKS))
+        return {"ipBlock": {"cidr": cidr, "except": excepts} if excepts else {"cidr": cidr}}
+    peer: Obj = {}
+    if kind in ("pod", "both"):
+        peer["podSelector"] = draw(SELECTORS)
+    if kind in ("namespace", "both"):
+        peer["namespaceSelector"] = draw(SELECTORS)
+    return peer
+
+
+@st.composite
+def policy_ports(draw: st.DrawFn) -> Obj:
+    port: Obj = {}
+    if draw(st.booleans()):
+        port["protocol"] = draw(protocols)
+    kind = draw(st.sampled_from(["any", "number", "range", "name"]))
+    if kind == "number":
+        port["port"] = draw(port_numbers)
+    elif kind == "range":
+        port["port"], port["endPort"] = draw(st.sampled_from([(80, 81), (1000, 2000), (53, 53)]))
+    elif kind == "name":
+        port["port"] = draw(st.sampled_from(PORT_NAMES))
+    return port
+
+
+SELECTORS = selectors()
+PEERS = peers()
+POLICY_PORTS = policy_ports()
+
+
+@st.composite
+def rules(draw: st.DrawFn, peers_key: str) -> Obj:
+    rule: Obj = {}
+    if draw(st.booleans()):
+        rule[peers_key] = draw(st.lists(PEERS, max_size=2))
+    if draw(st.booleans()):
+        rule["ports"] = draw(st.lists(POLICY_PORTS, max_size=2))
+    return rule
+
+
+RULES = {key: st.lists(rules(key), max_size=2) for key in ("from", "to")}
+
+
+@st.composite
+def policies(draw: st.DrawFn, index: int) -> Obj:
+    spec: Obj = {"podSelector": draw(SELECTORS)}
+    for key, peers_key in (("ingress", "from"), ("egress", "to")):
+        if draw(st.booleans()):
+            spec[key] = draw(RULES[peers_key])
+    types = draw(st.sampled_from([None, ["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
+    if types is not None:
+        spec["policyTypes"] = types
+    return {"kind": "NetworkPolicy", "spec": spec,
+            "metadata": {"name": f"p{index}", "namespace": draw(namespaces)}}
+
+
+@st.composite
+def pods(draw: st.DrawFn, index: int, host: int) -> Obj:
+    containers = []
+    for c in range(draw(st.integers(0, 2))):
+        ports = [{"name": name, "containerPort": draw(port_numbers), "protocol": draw(protocols)}
+                 for name in draw(port_names)]
+        containers.append({"name": f"c{c}", "ports": ports})
+    host_network = index == 0 and draw(st.booleans())
+    node = draw(st.sampled_from(["node-1", "node-2"]))
+    address = ("192.0.2.1" if node == "node-1" else "192.0.2.2") if host_network else (
+        f"10.244.{host // 250}.{host % 250 + 2}")
+    spec: Obj = {"containers": containers, "nodeName": node}
+    if host_network:
+        spec["hostNetwork"] = True
+    return {"kind": "Pod", "spec": spec, "status": {"podIP": address},
+            "metadata": {"name": f"pod{index}", "namespace": draw(namespaces),
+                         "labels": draw(labels)}}
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> Cluster:
+    chosen = draw(st.lists(namespaces, min_size=2, max_size=3, unique=True))
+    hosts = draw(st.lists(st.integers(0, 499), min_size=2, max_size=6, unique=True))
+    objects = [{"kind": "Namespace", "metadata": {"name": ns, "labels": draw(labels)}}
+               for ns in chosen]
+    objects += [draw(pods(i, host)) for i, host in enumerate(hosts)]
+    objects += [draw(policies(i)) for i in range(draw(st.integers(1, 5)))]
+    return build_cluster(Manifest("hypothesis", o["kind"], o["metadata"].get("namespace"),
+                                  o["metadata"]["name"], o) for o in objects)
+
+
+probes = st.lists(st.tuples(st.sampled_from(list(Protocol)), st.sampled_from(PROBE_PORTS)),
+                  min_size=1, max_size=4, unique=True)
+checks = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@checks
+@given(clusters(), probes)
+def test_verdicts_agree_with_the_oracle(
+    cluster: Cluster, sampled: list[tuple[Protocol, int]]
+) -> None:
+    engine = Engine(cluster)
+    for protocol, port in sampled:
+        for src in cluster.pods:
+            for dst in [*cluster.pods, *OUTSIDE]:
+                v = engine.verdict(src, dst, port, protocol)
+                assert v.allowed == oracle.allowed(cluster, src, dst, port, protocol), (
+                    src.key, dst, protocol, port, v)
+                if src != dst:
+                    assert v.egress.isolated == oracle.isolated(cluster, src, Direction.EGRESS)
+            for outside in OUTSIDE:
+                v = engine.verdict(outside, src, port, protocol)
+                assert v.allowed == oracle.allowed(cluster, outside, src, port, protocol), (
+                    outside, src.key, protocol, port, v)
+                assert v.ingress.isolated == oracle.isolated(cluster, src, Direction.INGRESS)
+
+
+@checks
+@given(clusters(), probes)
+def test_matrix_and_connectivity_agree_with_the_oracle(
+    cluster: Cluster, sampled: list[tuple[Protocol, int]]
+) -> None:
+    engine = Engine(cluster)
+    matrices = engine.matrix([Probe(port, protocol) for protocol, port in sampled])
+    connectivity = engine.connectivity()
+    for (protocol, port), matrix in zip(sampled, matrices, strict=True):
+        assert set(matrix.pods) == {p.key for p in cluster.pods}
+        for src in cluster.pods:
+            for dst in cluster.pods:
+                expected = oracle.allowed(cluster, src, dst, port, protocol)
+                where = (src.key, dst.key, protocol, port)
+                assert matrix.allowed[src.key][dst.key] == expected, where
+                assert connectivity.between(src.key, dst.key).allows(protocol, port) == expected, (
+                    where)
