@@ -1,0 +1,347 @@
+"""The nftables compiler: the engine's resolved policies, as one `inet podnet` table for a node.
+
+Design note. In the routed model every packet of a pod is forwarded by its node, so policy
+lives in the node's forward path, keyed by the pod's host-side veth (`iifname`: the pod
+sends, its egress; `oifname`: the pod receives, its ingress). Traffic from the node itself
+to its pods leaves through `output`, never `forward`: "traffic from the pod's own node" passes
+by construction. A pod's traffic to its node's own addresses enters through `input`, where
+the pod's egress chain applies too.
+
+    forward_egress (hook forward, prio 0)    anti-spoofing, ct state, iifname vmap @egress
+    forward_ingress (hook forward, prio 10)  ct state, oifname vmap @ingress
+    input_egress (hook input, prio 0)        anti-spoofing, ct state, iifname vmap @egress
+    egress-<h> / ingress-<h>                 one per (direction, selecting policies, named
+                                             ports): jump to each policy, then counter drop
+    egress-policy-<h> / ingress-policy-<h>   one per (direction, policy): one rule per policy
+                                             rule, `counter accept`, comment `ns/name ingress[i]`
+
+Egress and ingress are two base chains on the same hook: `accept` ends only the chain that
+says it, so a packet allowed by its sender's egress still meets its receiver's ingress, and
+each policy's rules exist once however many local pods it selects. Peers are named sets
+shared by equal content (pod addresses plus ipBlocks with their excepts cut out), ports are
+`meta l4proto . th dport` interval sets, and a named port on egress is resolved on each
+destination pod (`ip daddr . meta l4proto . th dport`). The compiler decides nothing: peers,
+ports and isolation are the engine's (`Resolution`), translated.
+
+The document has the shape of `nft -j list table inet podnet` (objects, no commands, no
+handles), deterministic: sets and chains sorted and named by a hash of their content.
+IPv4 only for now: pods have no IPv6 address, so IPv6 from a pod veth is spoofed and dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from podnet.errors import PodnetError
+from podnet.model import Direction, IPAddress, IPBlock, Pod, Protocol
+from podnet.policy.portset import PortSet
+from podnet.policy.resolve import Resolution, ResolvedRule
+
+Json = dict[str, Any]
+FAMILY = "inet"
+TABLE = "podnet"
+COMMENT_MAX = 128  # NFT_USERDATA_MAXLEN
+PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
+Ranges = list[tuple[int, int]]
+
+
+class UnknownPod(PodnetError, LookupError):
+    """A pod wired on the node that the resolved cluster does not know (or cannot police)."""
+
+
+@dataclass(frozen=True)
+class NodePod:
+    """A pod wired on this node: its `ns/name`, host-side veth and addresses."""
+
+    pod: str
+    ifname: str
+    ips: tuple[IPAddress, ...]
+
+
+@dataclass(frozen=True)
+class AddressFamily:
+    """The nftables words of one IP family; IPv6 is a second instance, once pods have it."""
+
+    version: int
+    payload: str  # `ip` / `ip6`
+    addr_type: str  # `ipv4_addr` / `ipv6_addr`
+
+
+IPV4 = AddressFamily(4, "ip", "ipv4_addr")
+
+_L4 = {"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]}
+_COUNTER = {"counter": {"packets": 0, "bytes": 0}}
+_ACCEPT: Json = {"accept": None}
+_DROP: Json = {"drop": None}
+_SUFFIX = {Direction.INGRESS: "in", Direction.EGRESS: "eg"}
+
+
+def render(res: Resolution, node_pods: Sequence[NodePod], family: AddressFamily = IPV4) -> Json:
+    """The `inet podnet` table enforcing `res` for the pods wired on one node."""
+    return _Compiler(res, family).document(node_pods)
+
+
+def _digest(content: object) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _comment(text: str) -> str:
+    """`text`, cut to the kernel's limit with a hash that keeps it unique."""
+    if len(text.encode()) <= COMMENT_MAX:
+        return text
+    return text[: COMMENT_MAX - 14] + "~" + _digest(text)
+
+
+def _match(left: Json, right: object, op: str = "==") -> Json:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> Json:
+    return {"meta": {"key": key}}
+
+
+def _merge(ranges: Iterable[tuple[int, int]]) -> Ranges:
+    """Sorted disjoint ranges; touching ones joined (an interval set refuses overlaps)."""
+    merged: Ranges = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def _cut(ranges: Ranges, holes: Ranges) -> Ranges:
+    """`ranges` without the addresses in `holes` (both sorted and disjoint)."""
+    out: Ranges = []
+    for lo, hi in ranges:
+        start = lo
+        for hole_lo, hole_hi in holes:
+            if hole_hi < start or hole_lo > hi:
+                continue
+            if hole_lo > start:
+                out.append((start, hole_lo - 1))
+            start = hole_hi + 1
+        if start <= hi:
+            out.append((start, hi))
+    return out
+
+
+class _Compiler:
+    """Collects sets and chains by content while the node's chains are built."""
+
+    def __init__(self, res: Resolution, family: AddressFamily) -> None:
+        self.res = res
+        self.family = family
+        self.sets: dict[str, Json] = {}
+        self.chains: dict[str, list[Json]] = {}
+        self._class_chains: dict[tuple[Direction, int], str | None] = {}
+        self._addresses = [self._pod_addresses(p) for p in res.pods]
+
+    # -- the document ----------------------------------------------------------------------
+    def document(self, node_pods: Sequence[NodePod]) -> Json:
+        node_pods = sorted(node_pods, key=lambda p: p.ifname)
+        maps: dict[Direction, list[list[object]]] = {d: [] for d in Direction}
+        for np_ in node_pods:
+            pod = self._local_pod(np_)
+            cls = int(self.res.class_of[self.res.pod_index[pod.key]])
+            for d in Direction:
+                chain = self._class_chain(d, cls, pod)
+                if chain is not None:
+                    maps[d].append([np_.ifname, {"jump": {"target": chain}}])
+        self._set("pod_ifnames", "ifname", [p.ifname for p in node_pods], interval=False)
+        self._set("pod_addresses", ["ifname", self.family.addr_type],
+                  [{"concat": [p.ifname, str(ip)]} for p in node_pods for ip in p.ips
+                   if ip.version == self.family.version], interval=False)
+        self._base_chains()
+        objects: list[Json] = [{"table": {"family": FAMILY, "name": TABLE}}]
+        objects += [{"set": self.sets[n]} for n in sorted(self.sets)]
+        objects += [{"chain": self._chain_header(n)} for n in sorted(self.chains)]
+        objects += [{"map": self._object(name=str(d).lower(), type="ifname", map="verdict",
+                                         **({"elem": maps[d]} if maps[d] else {}))}
+                    for d in (Direction.EGRESS, Direction.INGRESS)]
+        objects += [{"rule": self._object(chain=n, **rule)}
+                    for n in sorted(self.chains) for rule in self.chains[n]]
+        return {"nftables": objects}
+
+    def _object(self, **fields: object) -> Json:
+        return {"family": FAMILY, "table": TABLE, **fields}
+
+    def _chain_header(self, name: str) -> Json:
+        header = self._object(name=name)
+        hook = _BASE_CHAINS.get(name)
+        if hook is not None:
+            header.update(type="filter", hook=hook[0], prio=hook[1], policy="accept")
+        return header
+
+    def _local_pod(self, node_pod: NodePod) -> Pod:
+        index = self.res.pod_index.get(node_pod.pod)
+        if index is None:
+            raise UnknownPod(f"pod {node_pod.pod} on {node_pod.ifname} is not in the cluster")
+        pod = self.res.pods[index]
+        if pod.host_network:
+            raise UnknownPod(f"pod {node_pod.pod} is in the host network: it has no veth")
+        return pod
+
+    # -- base chains -----------------------------------------------------------------------
+    def _base_chains(self) -> None:
+        iif, saddr = _meta("iifname"), self._addr("saddr")
+        established = [_match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT]
+        invalid = [_match({"ct": {"key": "state"}}, "invalid", "in"), _DROP]
+        spoofing = [
+            _rule([_match(iif, "@pod_ifnames"),
+                   _match({"concat": [iif, saddr]}, "@pod_addresses", "!="), _COUNTER, _DROP],
+                  "anti-spoofing: source address is not the pod's"),
+            _rule([_match(iif, "@pod_ifnames"), _match(_meta("nfproto"), "ipv6"), _COUNTER,
+                   _DROP], "anti-spoofing: pods have no IPv6 address"),
+        ]
+        sender = [*spoofing, _rule(established), _rule(invalid),
+                  _rule([{"vmap": {"key": iif, "data": "@egress"}}])]
+        self.chains["forward_egress"] = sender
+        self.chains["input_egress"] = sender
+        self.chains["forward_ingress"] = [
+            _rule(established), _rule([{"vmap": {"key": _meta("oifname"), "data": "@ingress"}}])]
+
+    # -- per class and per policy ----------------------------------------------------------
+    def _class_chain(self, d: Direction, cls: int, pod: Pod) -> str | None:
+        """The chain of the local pods of class `cls` for `d`; None when not isolated."""
+        key = (d, cls)
+        if key not in self._class_chains:
+            isolating = sorted(self.res.isolating_policies(d, cls))
+            name = None
+            if isolating:
+                rules = self.res.rules(d)
+                by_policy: dict[str, list[ResolvedRule]] = {}
+                for rid in self.res.class_rules(d, cls):
+                    by_policy.setdefault(rules[rid].ref.policy, []).append(rules[rid])
+                body = [_rule([{"jump": {"target": self._policy_chain(d, by_policy[p], pod)}}],
+                              p) for p in isolating if p in by_policy]
+                body.append(_rule([_COUNTER, _DROP],
+                                  f"default deny {str(d).lower()}: {', '.join(isolating)}"))
+                name = self._chain(str(d).lower(), body)
+            self._class_chains[key] = name
+        return self._class_chains[key]
+
+    def _policy_chain(self, d: Direction, rules: list[ResolvedRule], local: Pod) -> str:
+        body = []
+        for rule in rules:
+            for exprs in (self._ingress_rule(rule, local) if d is Direction.INGRESS
+                          else self._egress_rule(rule)):
+                body.append(_rule([*exprs, _COUNTER, _ACCEPT], str(rule.ref)))
+        return self._chain(f"{str(d).lower()}-policy", body)
+
+    def _ingress_rule(self, rule: ResolvedRule, local: Pod) -> list[list[Json]]:
+        """Ingress: peers are sources; named ports resolve on the local (destination) pod."""
+        exprs = [] if rule.any_peer else [self._peers(rule, "saddr")]
+        return [exprs + self._ports(rule.ports_on(local))]
+
+    def _egress_rule(self, rule: ResolvedRule) -> list[list[Json]]:
+        """Egress: peers are destinations; named ports resolve on each destination pod."""
+        if not rule.has_named_ports:
+            exprs = [] if rule.any_peer else [self._peers(rule, "daddr")]
+            return [exprs + self._ports(rule.ports_on(None))]
+        out = []
+        pods = (range(len(self.res.pods)) if rule.any_peer
+                else (int(i) for i in np.flatnonzero(rule.peers)))
+        per_address: dict[int, PortSet] = {}
+        for i in pods:
+            for lo, _ in self._addresses[i]:
+                per_address[lo] = per_address.get(lo, PortSet.none()) | rule.ports_on(
+                    self.res.pods[i])
+        elements = [{"concat": [str(_ip(self.family, a)), *element]}
+                    for a in sorted(per_address) for element in _port_elements(per_address[a])]
+        name = self._set(f"dports-{_digest(elements)}",
+                         [self.family.addr_type, "inet_proto", "inet_service"], elements)
+        out.append([_match({"concat": [self._addr("daddr"), *_L4["concat"]]}, f"@{name}")])
+        numeric = rule.ports_on(None)  # addresses outside the pods: named ports match nothing
+        if not numeric.is_empty() and (rule.any_peer or rule.ip_blocks):
+            exprs = [] if rule.any_peer else [self._address_match(
+                "daddr", self._block_ranges(rule.ip_blocks))]
+            out.append(exprs + self._ports(numeric))
+        return out
+
+    # -- sets ------------------------------------------------------------------------------
+    def _peers(self, rule: ResolvedRule, field: str) -> Json:
+        pods = [r for i in np.flatnonzero(rule.peers) for r in self._addresses[int(i)]]
+        return self._address_match(field, _merge(pods + self._block_ranges(rule.ip_blocks)))
+
+    def _address_match(self, field: str, ranges: Ranges) -> Json:
+        elements = [_address_element(self.family, lo, hi) for lo, hi in ranges]
+        name = self._set(f"peers-{_digest(elements)}", self.family.addr_type, elements)
+        return _match(self._addr(field), f"@{name}")
+
+    def _ports(self, ports: PortSet) -> list[Json]:
+        if ports.is_all():
+            return []
+        elements = [{"concat": e} for e in _port_elements(ports)]
+        name = self._set(f"ports-{_digest(elements)}", ["inet_proto", "inet_service"], elements)
+        return [_match(_L4, f"@{name}")]
+
+    def _block_ranges(self, blocks: Iterable[IPBlock]) -> Ranges:
+        out: Ranges = []
+        for b in blocks:
+            if b.cidr.version == self.family.version:
+                holes = _merge(_network_range(e) for e in b.except_
+                               if e.version == self.family.version)
+                out += _cut([_network_range(b.cidr)], holes)
+        return _merge(out)
+
+    def _pod_addresses(self, pod: Pod) -> Ranges:
+        return [(int(ip), int(ip)) for ip in pod.ips if ip.version == self.family.version]
+
+    def _set(self, name: str, type_: object, elements: list[Any], interval: bool = True) -> str:
+        body = self._object(name=name, type=type_)
+        if interval:
+            body["flags"] = ["interval"]
+        if elements:
+            body["elem"] = elements
+        self.sets[name] = body
+        return name
+
+    def _chain(self, prefix: str, body: list[Json]) -> str:
+        name = f"{prefix}-{_digest(body)}"
+        self.chains[name] = body
+        return name
+
+    def _addr(self, field: str) -> Json:
+        return {"payload": {"protocol": self.family.payload, "field": field}}
+
+
+_BASE_CHAINS = {"forward_egress": ("forward", 0), "forward_ingress": ("forward", 10),
+                "input_egress": ("input", 0)}
+
+
+def _rule(exprs: list[Json], comment: str | None = None) -> Json:
+    return {"expr": exprs, **({"comment": _comment(comment)} if comment else {})}
+
+
+def _network_range(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[int, int]:
+    return int(net.network_address), int(net.broadcast_address)
+
+
+def _address_element(family: AddressFamily, lo: int, hi: int) -> object:
+    """As nft prints it: an address, a prefix when the range is one, else a range."""
+    if lo == hi:
+        return str(_ip(family, lo))
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo % size == 0:
+        bits = 32 if family.version == 4 else 128
+        return {"prefix": {"addr": str(_ip(family, lo)), "len": bits - size.bit_length() + 1}}
+    return {"range": [str(_ip(family, lo)), str(_ip(family, hi))]}
+
+
+def _ip(family: AddressFamily, value: int) -> IPAddress:
+    return ipaddress.IPv4Address(value) if family.version == 4 else ipaddress.IPv6Address(value)
+
+
+def _port_elements(ports: PortSet) -> list[list[object]]:
+    """`[protocol, port or range]` for each range of TCP, UDP and SCTP in `ports`."""
+    return [[str(p).lower(), lo if lo == hi else {"range": [lo, hi]}]
+            for p in PROTOCOLS for lo, hi in ports.ranges(p)]

@@ -1,0 +1,242 @@
+"""The nftables compiler, without root: what `render` puts in the table, and how it grows.
+
+The scenario: node-1 runs x/a and x/b, node-2 runs y/c. Its policies touch each feature the
+compiler translates (selectors, ipBlock with except, named ports on both sides, endPort,
+SCTP, default deny), and the checks read the table the way an operator reads `nft list`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from podnet.model import Cluster, load_cluster
+from podnet.policy import Engine
+from podnet.policy.nftables import NodePod, UnknownPod, render
+
+MANIFESTS = """
+kind: Namespace
+metadata: {name: x, labels: {team: x}}
+---
+kind: Namespace
+metadata: {name: y, labels: {team: y}}
+---
+kind: Pod
+metadata: {name: a, namespace: x, labels: {app: a}}
+spec: {nodeName: node-1, containers: [{name: c}]}
+status: {podIP: 10.244.1.10}
+---
+kind: Pod
+metadata: {name: b, namespace: x, labels: {app: b}}
+spec:
+  nodeName: node-1
+  containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]
+status: {podIP: 10.244.1.11}
+---
+kind: Pod
+metadata: {name: c, namespace: y, labels: {app: c}}
+spec:
+  nodeName: node-2
+  containers: [{name: c, ports: [{name: http, containerPort: 80},
+                                 {name: dns, containerPort: 53, protocol: UDP}]}]
+status: {podIP: 10.244.2.12}
+---
+kind: NetworkPolicy
+metadata: {name: b-in, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: a}}}]
+    ports: [{port: http}, {protocol: SCTP, port: 9999}]
+  - from: [{ipBlock: {cidr: 203.0.113.0/24, except: [203.0.113.64/26]}}]
+    ports: [{port: 80, endPort: 90}]
+---
+kind: NetworkPolicy
+metadata: {name: a-out, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {team: y}}}]
+    ports: [{protocol: UDP, port: dns}, {port: http}]
+  - to: [{podSelector: {matchLabels: {app: b}}}]
+---
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: y}
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}
+"""
+
+NODE_1 = (NodePod("x/a", "pna", (ipaddress.IPv4Address("10.244.1.10"),)),
+          NodePod("x/b", "pnb", (ipaddress.IPv4Address("10.244.1.11"),)))
+
+
+def load(tmp_path: Path, text: str = MANIFESTS) -> Cluster:
+    (tmp_path / "cluster.yaml").write_text(text)
+    return load_cluster([tmp_path])
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> dict[str, Any]:
+    return render(Engine(load(tmp_path)).resolution, NODE_1)
+
+
+def objects(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {o[kind]["name"]: o[kind] for o in doc["nftables"] if kind in o}
+
+
+def chain_rules(doc: dict[str, Any], chain: str) -> list[dict[str, Any]]:
+    return [o["rule"] for o in doc["nftables"] if "rule" in o and o["rule"]["chain"] == chain]
+
+
+def elements(doc: dict[str, Any], ref: str) -> list[Any]:
+    """The elements of the set a rule refers to as `@name`."""
+    return list(objects(doc, "set")[ref.removeprefix("@")].get("elem", []))
+
+
+def describe(doc: dict[str, Any], rule: dict[str, Any]) -> str:
+    """A rule as a line: `saddr {...} l4proto.dport {...} -> accept  # comment`."""
+    parts = []
+    for e in rule["expr"]:
+        if "match" in e and str(e["match"]["right"]).startswith("@"):
+            left = e["match"]["left"]
+            key = ".".join(k["payload"]["field"] if "payload" in k else k["meta"]["key"]
+                           for k in left.get("concat", [left]))
+            parts.append(f"{key} {elements(doc, e['match']['right'])}")
+        elif "jump" in e:
+            parts.append("jump")
+        elif set(e) & {"accept", "drop"}:
+            parts.append(f"-> {next(iter(e))}")
+    return f"{' '.join(parts)}  # {rule.get('comment', '')}"
+
+
+def policy_chains(doc: dict[str, Any], ifname: str, direction: str) -> list[str]:
+    """The rules a pod's traffic meets in `direction`, through its map entry and jumps."""
+    (entry,) = [e for e in objects(doc, "map")[direction].get("elem", []) if e[0] == ifname]
+    lines = []
+    for rule in chain_rules(doc, entry[1]["jump"]["target"]):
+        jump = [e["jump"]["target"] for e in rule["expr"] if "jump" in e]
+        for target in jump:
+            lines += [describe(doc, r) for r in chain_rules(doc, target)]
+        if not jump:
+            lines.append(describe(doc, rule))
+    return lines
+
+
+def test_rules_name_their_policy_rule_and_read_as_the_policies_say(table: dict[str, Any]) -> None:
+    assert policy_chains(table, "pnb", "ingress") == [
+        # named port `http` resolved on b itself (8080); SCTP kept as written
+        "saddr ['10.244.1.10'] l4proto.dport [{'concat': ['tcp', 8080]}, "
+        "{'concat': ['sctp', 9999]}] -> accept  # x/b-in ingress[0]",
+        # the ipBlock with its except cut out, endPort as a range
+        "saddr [{'prefix': {'addr': '203.0.113.0', 'len': 26}}, "
+        "{'prefix': {'addr': '203.0.113.128', 'len': 25}}] "
+        "l4proto.dport [{'concat': ['tcp', {'range': [80, 90]}]}] -> accept  # x/b-in ingress[1]",
+        "-> drop  # default deny ingress: x/b-in",
+    ]
+    assert policy_chains(table, "pna", "egress") == [
+        # named ports resolved on each destination pod: c (on node-2) has dns=53, http=80
+        "daddr.l4proto.dport [{'concat': ['10.244.2.12', 'tcp', 80]}, "
+        "{'concat': ['10.244.2.12', 'udp', 53]}] -> accept  # x/a-out egress[0]",
+        "daddr ['10.244.1.11'] -> accept  # x/a-out egress[1]",
+        "-> drop  # default deny egress: x/a-out",
+    ]
+
+
+def test_only_isolated_pods_have_map_entries(table: dict[str, Any]) -> None:
+    maps = objects(table, "map")
+    assert [e[0] for e in maps["ingress"]["elem"]] == ["pnb"]
+    assert [e[0] for e in maps["egress"]["elem"]] == ["pna"]
+
+
+def test_every_policy_rule_and_default_deny_counts(table: dict[str, Any]) -> None:
+    rules = [r for o in table["nftables"] if "rule" in o for r in [o["rule"]]]
+    verdicts = [r for r in rules if any(set(e) & {"accept", "drop"} for e in r["expr"])]
+    counted = [r for r in verdicts if any("counter" in e for e in r["expr"])]
+    assert {r["comment"] for r in counted} >= {
+        "x/b-in ingress[0]", "x/b-in ingress[1]", "x/a-out egress[0]", "x/a-out egress[1]",
+        "default deny ingress: x/b-in", "default deny egress: x/a-out",
+        "anti-spoofing: source address is not the pod's"}
+    # Only the connection-tracking shortcuts go uncounted.
+    assert {json_key(r) for r in verdicts if r not in counted} == {"ct state"}
+
+
+def json_key(rule: dict[str, Any]) -> str:
+    return "ct state" if any("ct" in e["match"]["left"] for e in rule["expr"] if "match" in e) \
+        else str(rule)
+
+
+def test_anti_spoofing_pairs_each_veth_with_its_own_addresses(table: dict[str, Any]) -> None:
+    sets = objects(table, "set")
+    assert sets["pod_addresses"]["type"] == ["ifname", "ipv4_addr"]
+    assert sets["pod_addresses"]["elem"] == [{"concat": ["pna", "10.244.1.10"]},
+                                            {"concat": ["pnb", "10.244.1.11"]}]
+    spoof = chain_rules(table, "forward_egress")[0]
+    assert spoof["comment"].startswith("anti-spoofing")
+    assert chain_rules(table, "input_egress")[0]["expr"] == spoof["expr"]
+
+
+def test_base_chains_hook_forward_twice_and_input(table: dict[str, Any]) -> None:
+    chains = objects(table, "chain")
+    hooks = {n: (c["hook"], c["prio"]) for n, c in chains.items() if "hook" in c}
+    assert hooks == {"forward_egress": ("forward", 0), "forward_ingress": ("forward", 10),
+                     "input_egress": ("input", 0)}
+    # Replies of allowed connections pass before any policy is looked at.
+    for name in hooks:
+        first_verdicts = [r for r in chain_rules(table, name) if "comment" not in r]
+        assert first_verdicts[0]["expr"][0]["match"]["right"] == ["established", "related"]
+
+
+def test_render_is_deterministic(tmp_path: Path) -> None:
+    res = Engine(load(tmp_path)).resolution
+    shuffled = list(NODE_1)
+    random.Random(1).shuffle(shuffled)
+    assert render(res, NODE_1) == render(res, tuple(reversed(NODE_1))) == render(res, shuffled)
+
+
+def test_a_pod_unknown_to_the_cluster_is_an_error(tmp_path: Path) -> None:
+    res = Engine(load(tmp_path)).resolution
+    with pytest.raises(UnknownPod, match="x/ghost"):
+        render(res, [NodePod("x/ghost", "pnz", ())])
+
+
+def scale_cluster(tmp_path: Path, count: int) -> Cluster:
+    """`count` pods in 10 namespaces, and `count` policies: each isolates one pod and lets
+    its namespace's pods with one label in on two ports."""
+    docs: list[dict[str, Any]] = [{"kind": "Namespace", "metadata": {"name": f"n{k}"}}
+                                  for k in range(10)]
+    for i in range(count):
+        ns = f"n{i % 10}"
+        docs.append({"kind": "Pod", "metadata": {"name": f"p{i}", "namespace": ns,
+                                                 "labels": {"app": f"p{i}", "tier": str(i % 3)}},
+                     "spec": {"nodeName": "node-1", "containers": [{"name": "c"}]},
+                     "status": {"podIP": str(ipaddress.IPv4Address("10.244.0.0") + i + 2)}})
+        docs.append({"kind": "NetworkPolicy", "metadata": {"name": f"np{i}", "namespace": ns},
+                     "spec": {"podSelector": {"matchLabels": {"app": f"p{i}"}},
+                              "ingress": [{"from": [{"podSelector": {"matchLabels": {
+                                  "tier": str(i % 3)}}}], "ports": [{"port": 80},
+                                                                   {"port": 443}]}]}})
+    (tmp_path / "scale.yaml").write_text(yaml.safe_dump_all(docs))
+    return load_cluster([tmp_path / "scale.yaml"])
+
+
+def sizes(doc: dict[str, Any]) -> tuple[int, int]:
+    """(rules, set elements)."""
+    objs = doc["nftables"]
+    return (sum("rule" in o for o in objs),
+            sum(len(o.get("set", o.get("map", {})).get("elem", [])) for o in objs))
+
+
+def test_the_ruleset_grows_with_pods_plus_policies(tmp_path: Path) -> None:
+    counts = {}
+    for n in (60, 120):
+        cluster = scale_cluster(tmp_path, n)
+        node_pods = [NodePod(p.key, f"pn{i}", p.ips) for i, p in enumerate(cluster.pods)]
+        counts[n] = sizes(render(Engine(cluster).resolution, node_pods))
+    # Twice the pods and policies: about twice the rules and elements, not four times.
+    assert counts[120][0] <= 2 * counts[60][0] + 10
+    assert counts[120][1] <= 2.2 * counts[60][1]
