@@ -56,7 +56,7 @@ def cmd_add(args: CniArgs, conf: NetConf, env: Env) -> Result:
         undo.callback(wiring.unwire_pod, node, ep.host_ifname)
         env.record(ep)
         undo.pop_all()  # success: keep everything
-    log.info("ADD %s/%s: %s on %s", args.container_id, args.ifname, ep.ip, ep.host_ifname)
+    log.info("%s/%s: %s on %s", args.container_id, args.ifname, ep.ip, ep.host_ifname)
     return Result(
         interfaces=[
             Interface(wired.host.name, wired.host.mac, wired.host.mtu),

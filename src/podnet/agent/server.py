@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,15 @@ def as_cni_error(err: Exception) -> CniError:
 
 
 def handle(request: Any, env: Env) -> dict[str, object]:
-    """One request in, one response out; never raises."""
+    """One request in, one response out; never raises. Logs each request with its duration."""
+    started = time.perf_counter()
     version = CURRENT_VERSION
+    what = "malformed request"
     try:
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             raise CniError(errors.DECODING_FAILURE, "malformed request")
         args = CniArgs.from_wire(request)
+        what = f"{args.command} {args.container_id}/{args.ifname}"
         conf = NetConf.parse(request.get("config"), args.command)
         version = conf.cni_version
         handler = HANDLERS.get(args.command)
@@ -69,10 +73,14 @@ def handle(request: Any, env: Env) -> dict[str, object]:
         result = handler(args, conf, env)
     except Exception as err:
         cni = as_cni_error(err)
-        log.info("%s failed: code %d: %s", request.get("command", "?") if isinstance(
-            request, dict) else "?", cni.code, cni)
+        log.info("%s: code %d in %.2f ms: %s", what, cni.code, took_ms(started), cni)
         return {"code": cni.code, "output": cni.to_json(version)}
+    log.info("%s: ok in %.2f ms", what, took_ms(started))
     return {"code": 0, "output": None if result is None else result.to_json(version)}
+
+
+def took_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def serve_connection(conn: socket.socket, env: Env) -> None:

@@ -1,0 +1,235 @@
+"""Benchmark: CNI ADD and DEL through the real executables, podnet-cni against bridge + host-local.
+
+Both plugins are run as a runtime runs them, one process per call, from inside their own node
+namespace (`nsenter --net=<node>`), on pod namespaces made the same way and reused by both:
+- podnet: `.venv/bin/podnet-cni`, forwarding to `podnet agent` in its node namespace;
+- reference: the Debian containernetworking-plugins `bridge` with `host-local` IPAM.
+Each call is timed whole (exec, plugin, kernel work), serially (ADD then DEL per pod) and with
+16 calls in flight (all ADDs, then all DELs). The agent logs each request's own duration,
+which gives the agent-side ADD work. Start-up cost is VERSION's, which does no work.
+
+    .venv/bin/python bench/cni.py                 # about a minute on 2 cores
+    .venv/bin/python bench/cni.py --pods 100 --parallel-pods 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+REFERENCE_DIR = Path("/usr/lib/cni")
+GOAL_CYCLE_RATIO = 1.5
+GOAL_AGENT_ADD_MS = 3.0
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass
+class Plugin:
+    """How to run one plugin for one pod, from inside its node namespace."""
+
+    name: str
+    binary: Path
+    node: str
+    conf: dict[str, object]
+
+    def call(self, command: str, container_id: str, pod_ns: str) -> float:
+        """Run one command; its wall-clock duration in milliseconds. Fails loudly."""
+        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command,
+               "CNI_CONTAINERID": container_id, "CNI_NETNS": f"/run/netns/{pod_ns}",
+               "CNI_IFNAME": "eth0", "CNI_PATH": str(REFERENCE_DIR)}
+        started = time.perf_counter()
+        done = subprocess.run(["nsenter", f"--net=/run/netns/{self.node}", str(self.binary)],
+                              input=json.dumps(self.conf).encode(), env=env,
+                              capture_output=True, check=False)
+        took = (time.perf_counter() - started) * 1000
+        if done.returncode != 0:
+            raise BenchError(f"{self.name} {command} {container_id}: {done.stdout!r} "
+                             f"{done.stderr!r}")
+        return took
+
+
+def ip_netns(*argv: str) -> None:
+    subprocess.run(["ip", "netns", *argv], check=True, capture_output=True)
+
+
+@contextmanager
+def namespaces(count: int, tag: str) -> Iterator[list[str]]:
+    """`count` fresh namespaces named pn-b-<pid>-…, removed afterwards whatever happens."""
+    names = [f"pn-b-{os.getpid()}-{tag}{i}-{secrets.token_hex(2)}" for i in range(count)]
+    made: list[str] = []
+    try:
+        for name in names:
+            made.append(name)
+            ip_netns("add", name)
+        yield names
+    finally:
+        for name in made:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+@contextmanager
+def agent(node: str, work: Path) -> Iterator[tuple[str, Path]]:
+    """`podnet agent` in `node`; yields its socket and log."""
+    sock, log = work / "agent.sock", work / "agent.log"
+    subprocess.run(["nsenter", f"--net=/run/netns/{node}", "ip", "link", "set", "lo", "up"],
+                   check=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{node}", str(VENV_BIN / "podnet"), "-v", "agent",
+             "--node", "bench", "--store", f"sqlite://{work}/state.db", "--socket", str(sock),
+             "--cluster-cidr", "10.244.0.0/16", "--node-subnet-prefix", "20"],
+            stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket(socket.AF_UNIX) as probe:
+                if probe.connect_ex(str(sock)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"agent did not start: {log.read_text()}")
+            time.sleep(0.05)
+        yield str(sock), log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@dataclass
+class Figures:
+    add: list[float]
+    delete: list[float]
+
+
+def serial(plugin: Plugin, pods: list[str]) -> Figures:
+    """ADD then DEL, one pod at a time."""
+    out = Figures([], [])
+    for i, pod in enumerate(pods):
+        out.add.append(plugin.call("ADD", f"s{i}", pod))
+        out.delete.append(plugin.call("DEL", f"s{i}", pod))
+    return out
+
+
+def parallel(plugin: Plugin, pods: list[str], workers: int) -> Figures:
+    """Every ADD with `workers` in flight, then every DEL the same way."""
+    def each(command: str) -> list[float]:
+        call: Callable[[int], float] = lambda i: plugin.call(command, f"p{i}", pods[i])  # noqa: E731
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(call, range(len(pods))))
+    added = each("ADD")
+    return Figures(added, each("DEL"))
+
+
+def version_start(plugin: Plugin, runs: int) -> float:
+    """p50 milliseconds of VERSION: process start, no work."""
+    took = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([str(plugin.binary)], input=b'{"cniVersion":"1.0.0"}',
+                       env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=True)
+        took.append((time.perf_counter() - started) * 1000)
+    return statistics.median(took)
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+def agent_work(log: Path, command: str) -> list[float]:
+    """The agent's own duration of each successful `command`, from its log."""
+    pattern = re.compile(rf"INFO: {command} \S+: ok in ([0-9.]+) ms")
+    return [float(m.group(1)) for m in pattern.finditer(log.read_text())]
+
+
+def machine() -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    return [f"machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
+            f"Python {platform.python_version()}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pods", type=int, default=40, help="serial ADD+DEL cycles (40)")
+    parser.add_argument("--parallel-pods", type=int, default=64, help="pods in the parallel run")
+    parser.add_argument("--workers", type=int, default=16, help="calls in flight (16)")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench/cni.py: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    print("\n".join(machine()), end="\n\n")
+    count = max(args.pods, args.parallel_pods)
+    with tempfile.TemporaryDirectory(prefix="pn-bench-cni-") as tmp, \
+            namespaces(2, "node") as (podnet_node, ref_node), \
+            namespaces(count, "pod") as pods, \
+            agent(podnet_node, Path(tmp)) as (sock, log):
+        plugins = [
+            Plugin("bridge+host-local", REFERENCE_DIR / "bridge", ref_node, {
+                "cniVersion": "1.0.0", "name": "ref", "type": "bridge", "bridge": "refbr0",
+                "isGateway": True, "ipam": {"type": "host-local", "dataDir": f"{tmp}/ipam",
+                                            "ranges": [[{"subnet": "10.88.0.0/20"}]]}}),
+            Plugin("podnet-cni", VENV_BIN / "podnet-cni", podnet_node, {
+                "cniVersion": "1.0.0", "name": "podnet", "type": "podnet-cni", "socket": sock}),
+        ]
+        rows = []
+        for plugin in plugins:
+            plugin.call("ADD", "warm", pods[0])  # first-call costs (bridge creation, caches)
+            plugin.call("DEL", "warm", pods[0])
+            rows.append((plugin, serial(plugin, pods[:args.pods]),
+                         parallel(plugin, pods[:args.parallel_pods], args.workers),
+                         version_start(plugin, 20)))
+        work_add, work_del = agent_work(log, "ADD"), agent_work(log, "DEL")
+    print(f"{args.pods} serial ADD+DEL cycles; {args.parallel_pods} pods with {args.workers} "
+          "calls in flight; milliseconds, whole process as a runtime sees it\n")
+    print("| plugin | run | ADD p50 | ADD p95 | DEL p50 | DEL p95 | ADD+DEL p50 | VERSION p50 |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    cycles = {}
+    for plugin, ser, par, start in rows:
+        for run, fig in (("serial", ser), (f"{args.workers} parallel", par)):
+            cycle = p50(fig.add) + p50(fig.delete)
+            cycles[(plugin.name, run)] = cycle
+            print(f"| {plugin.name} | {run} | {p50(fig.add):.1f} | {p95(fig.add):.1f} | "
+                  f"{p50(fig.delete):.1f} | {p95(fig.delete):.1f} | {cycle:.1f} | {start:.1f} |")
+    print()
+    for run in ("serial", f"{args.workers} parallel"):
+        ratio = cycles[("podnet-cni", run)] / cycles[("bridge+host-local", run)]
+        verdict = "met" if ratio <= GOAL_CYCLE_RATIO else "NOT met"
+        print(f"{run}: podnet / reference ADD+DEL = {ratio:.2f}x "
+              f"(goal <= {GOAL_CYCLE_RATIO}x: {verdict})")
+    verdict = "met" if p50(work_add) <= GOAL_AGENT_ADD_MS else "NOT met"
+    print(f"agent-side ADD work: p50 {p50(work_add):.2f} ms, p95 {p95(work_add):.2f} ms "
+          f"(goal p50 <= {GOAL_AGENT_ADD_MS} ms: {verdict}); DEL p50 {p50(work_del):.2f} ms")
+    print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as err:
+        print(f"bench/cni.py: {err}", file=sys.stderr)
+        sys.exit(1)
