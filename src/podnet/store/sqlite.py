@@ -1,7 +1,8 @@
 """The embedded store: one SQLite file in WAL mode, shared by every process of a machine.
 
-Why it is safe for many processes: every write runs in `BEGIN IMMEDIATE`, so writers queue on
-SQLite's file lock and each transaction sees the latest commit; readers never block (WAL).
+Why it is safe for many processes: every write runs in `BEGIN IMMEDIATE`, so writers take
+SQLite's write lock in turn and each transaction sees the latest commit; readers never block
+(WAL). Writers wait for their turn on a `flock` beside the database, which wakes them at once.
 Why it is crash-safe: a change and its event are one transaction, and a process killed at any
 instant leaves either all of it or none (with `synchronous=NORMAL` a power cut may lose the
 last commits, never consistency). The global revision is the event log's AUTOINCREMENT key:
@@ -11,8 +12,10 @@ it only grows and orders commits, so watching is polling `events` after a revisi
 from __future__ import annotations
 
 import builtins
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -78,6 +81,9 @@ class SqliteStore:
         self._depth = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Writers queue on this file: a blocked flock wakes as soon as the holder is done,
+            # where SQLite's busy handler would sleep 1, 2, 5, 10... ms between retries.
+            self._writers = os.open(f"{self.path}-writers", os.O_RDWR | os.O_CREAT, 0o644)
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        check_same_thread=False, cached_statements=256)
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -94,6 +100,7 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            os.close(self._writers)
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -114,17 +121,21 @@ class SqliteStore:
                 finally:
                     self._depth -= 1
                 return
-            self._execute("BEGIN IMMEDIATE")
-            self._depth = 1
+            fcntl.flock(self._writers, fcntl.LOCK_EX)
             try:
-                yield self._db
-            except BaseException:
-                self._depth = 0
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._depth = 0
-            self._execute("COMMIT")
+                self._execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self._db
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth = 0
+                self._execute("COMMIT")
+            finally:
+                fcntl.flock(self._writers, fcntl.LOCK_UN)
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
