@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from podnet.cli import agent, policy
+from podnet.cli import agent, ipam, policy, resources
 from podnet.errors import PodnetError
 
 # Each module adds its subcommands; a handler takes the parsed args and returns the exit code.
-COMMANDS: tuple[ModuleType, ...] = (policy, agent)
+COMMANDS: tuple[ModuleType, ...] = (policy, agent, resources, ipam)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -223,6 +223,12 @@ class Store(ResourceStore, Protocol):
     def close(self) -> None:
         ...
 
+    def __enter__(self) -> Store:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...
+
 
 def modify(store: ResourceStore, key: Key,
            change: Callable[[dict[str, Any]], None], attempts: int = 50) -> Resource:
