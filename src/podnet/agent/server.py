@@ -55,7 +55,7 @@ def as_cni_error(err: Exception) -> CniError:
     return CniError(errors.INTERNAL, "internal error", f"{type(err).__name__}: {err}")
 
 
-def handle(request: Any, env: Env) -> dict[str, object]:
+def handle(request: Any, env: Env) -> bytes:
     """One request in, one response out; never raises. Logs each request with its duration."""
     started = time.perf_counter()
     version = CURRENT_VERSION
@@ -74,9 +74,9 @@ def handle(request: Any, env: Env) -> dict[str, object]:
     except Exception as err:
         cni = as_cni_error(err)
         log.info("%s: code %d in %.2f ms: %s", what, cni.code, took_ms(started), cni)
-        return {"code": cni.code, "output": cni.to_json(version)}
+        return wire.encode_response(cni.code, json.dumps(cni.to_json(version)))
     log.info("%s: ok in %.2f ms", what, took_ms(started))
-    return {"code": 0, "output": None if result is None else result.to_json(version)}
+    return wire.encode_response(0, "" if result is None else json.dumps(result.to_json(version)))
 
 
 def took_ms(started: float) -> float:
@@ -93,8 +93,7 @@ def serve_connection(conn: socket.socket, env: Env) -> None:
                 request = json.loads(raw)
             except ValueError:
                 request = None
-            answer = handle(request, env)
-            conn.sendall(json.dumps(answer).encode())
+            conn.sendall(handle(request, env))
         except OSError as err:  # the plugin went away (killed runtime): nothing to answer
             log.warning("connection dropped: %s", err)
 

@@ -8,29 +8,31 @@ traceback. Standard library only, so that it starts in a few milliseconds.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Mapping
 
-from podnet.cni import errors, wire
+from podnet.cni import errors, leanjson, wire
 from podnet.cni.errors import CniError
 from podnet.cni.types import CURRENT_VERSION, SUPPORTED_VERSIONS, CniArgs, NetConf
 
 TYPE_CHECKING = False  # typing itself is not imported at run time: it costs start-up time
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import BinaryIO, TextIO
 
 AGENT_TIMEOUT = 120.0  # seconds; an ADD queued behind many others still answers well within this
 
 
-def read_config(stdin: BinaryIO) -> object:
+def read_config(stdin: BinaryIO) -> tuple[str, object]:
+    """The configuration as the runtime wrote it, and decoded."""
     try:
-        data = stdin.read()
+        text = stdin.read().decode()
     except OSError as err:
         raise CniError(errors.IO_FAILURE, "error reading from stdin", str(err)) from err
+    except UnicodeDecodeError as err:
+        raise CniError(errors.DECODING_FAILURE, "network config is not UTF-8", str(err)) from err
     try:
-        return json.loads(data)
+        return text, leanjson.loads(text)
     except ValueError as err:
         raise CniError(errors.DECODING_FAILURE, "error decoding network config", str(err)) from err
 
@@ -40,7 +42,7 @@ def version_answer(stdin: BinaryIO) -> dict[str, object]:
     asked = CURRENT_VERSION
     if not stdin.isatty():
         try:
-            conf = json.loads(stdin.read() or b"{}")
+            conf = leanjson.loads(stdin.read().decode() or "{}")
             if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str):
                 asked = conf["cniVersion"]
         except (OSError, ValueError):
@@ -48,9 +50,9 @@ def version_answer(stdin: BinaryIO) -> dict[str, object]:
     return {"cniVersion": asked, "supportedVersions": list(SUPPORTED_VERSIONS)}
 
 
-def forward(args: CniArgs, conf: NetConf) -> dict[str, object]:
+def forward(args: CniArgs, conf: NetConf, config_text: str) -> tuple[int, bytes]:
     """Ask the agent; an agent that is not there is code 50 for STATUS, 11 (retry) otherwise."""
-    request: dict[str, object] = {**args.to_wire(), "config": conf.raw}
+    request = wire.encode_request(args.to_wire(), config_text)
     try:
         return wire.call(conf.socket, request, AGENT_TIMEOUT)
     except (FileNotFoundError, ConnectionRefusedError) as err:
@@ -60,7 +62,7 @@ def forward(args: CniArgs, conf: NetConf) -> dict[str, object]:
         raise CniError(errors.TRY_AGAIN_LATER, "podnet agent did not answer", conf.socket) from err
     except OSError as err:
         raise CniError(errors.IO_FAILURE, "cannot talk to the podnet agent", str(err)) from err
-    except ValueError as err:
+    except wire.MalformedMessage as err:
         raise CniError(errors.INTERNAL, "bad answer from the podnet agent", str(err)) from err
 
 
@@ -70,22 +72,22 @@ def main(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO) -> int:
     try:
         args = CniArgs.from_env(env)
         if args.command == "VERSION":
-            json.dump(version_answer(stdin), stdout)
+            stdout.write(leanjson.dumps(version_answer(stdin)))
             return 0
-        conf = NetConf.parse(read_config(stdin), args.command)
+        text, raw = read_config(stdin)
+        conf = NetConf.parse(raw, args.command)
         cni_version = conf.cni_version
-        answer = forward(args, conf)
+        code, output = forward(args, conf, text)
     except CniError as err:
-        json.dump(err.to_json(cni_version), stdout)
+        stdout.write(leanjson.dumps(err.to_json(cni_version)))
         return 1
     except Exception as err:  # the protocol forbids a traceback on stdout
         print(f"podnet-cni: {type(err).__name__}: {err}", file=sys.stderr)
         internal = CniError(errors.INTERNAL, "internal error", str(err))
-        json.dump(internal.to_json(cni_version), stdout)
+        stdout.write(leanjson.dumps(internal.to_json(cni_version)))
         return 1
-    if answer.get("output") is not None:
-        json.dump(answer["output"], stdout)
-    return 0 if answer["code"] == 0 else 1
+    stdout.write(output.decode())
+    return 0 if code == 0 else 1
 
 
 def run() -> None:

@@ -7,20 +7,25 @@ every pod start, so it stays cheap to import. Validation follows containernetwor
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Mapping
-
 from podnet.cni import errors
 from podnet.cni.errors import CniError
+
+TYPE_CHECKING = False  # `typing`, `re` and `ipaddress` would cost start-up time; see main.py
+if TYPE_CHECKING:
+    import ipaddress
+    from collections.abc import Mapping
+
+    IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+    IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CURRENT_VERSION = "1.1.0"
 SUPPORTED_VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
 DEFAULT_SOCKET = "/run/podnet/agent.sock"
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "VERSION", "GC")
 
-# SPEC "Parameters": starts alphanumeric, then alphanumerics, underscore, dot or hyphen.
-_VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
 _IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL
 
 # Which CNI_* variables each command needs (skel's reqForCmd; CNI_PATH is not enforced:
@@ -40,6 +45,12 @@ def version_tuple(version: str) -> tuple[int, ...]:
         return tuple(int(part) for part in version.split("."))
     except ValueError as err:
         raise CniError(errors.DECODING_FAILURE, "invalid cniVersion", version) from err
+
+
+def valid_name(name: str) -> bool:
+    """SPEC "Parameters" for container IDs and network names: starts alphanumeric, then
+    alphanumerics, underscore, dot or hyphen."""
+    return bool(name) and name[0] in _ALNUM and all(ch in _NAME_CHARS for ch in name)
 
 
 def validate_ifname(ifname: str) -> None:
@@ -97,7 +108,7 @@ class CniArgs:
             path=get("CNI_PATH", ""),
         )
         if command in _REQUIRED_ENV:
-            if not _VALID_NAME.match(found.container_id):
+            if not valid_name(found.container_id):
                 raise CniError(
                     errors.INVALID_ENVIRONMENT,
                     "invalid characters in CNI_CONTAINERID",
@@ -182,7 +193,7 @@ class NetConf:
         name = raw.get("name")
         if not isinstance(name, str) or not name:
             raise CniError(errors.INVALID_CONFIG, "missing network name")
-        if not _VALID_NAME.match(name):
+        if not valid_name(name):
             raise CniError(errors.INVALID_CONFIG, "invalid characters found in network name", name)
         if "ipam" in raw:
             # podnet allocates from its own node subnet; a delegated IPAM would be ignored.
@@ -210,11 +221,6 @@ class NetConf:
                 raise CniError(errors.INVALID_CONFIG, "invalid attachment", repr(item))
             out.add((item["containerID"], str(item.get("ifname", ""))))
         return out
-
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Interface:
