@@ -24,7 +24,7 @@ import pytest
 
 from netns import Netns, NetnsFactory
 from podnet.datapath.netns import DatapathError
-from podnet.datapath.nft import apply_ruleset, comparable, list_table
+from podnet.datapath.nft import apply_ruleset, comparable, list_table, rule_counters
 from podnet.model import Cluster, Protocol, load_cluster
 from podnet.policy import Engine, Probe
 from podnet.policy.nftables import NodePod, render
@@ -250,17 +250,6 @@ def without_policies(cluster: Cluster) -> Cluster:
     return Cluster(cluster.namespaces, cluster.pods, (), cluster.nodes)
 
 
-def counters(listing: dict[str, Any]) -> dict[str, int]:
-    """Packets counted per rule comment (summed over rules sharing one)."""
-    out: dict[str, int] = {}
-    for obj in listing["nftables"]:
-        rule = obj.get("rule", {})
-        for e in rule.get("expr", []):
-            if "counter" in e and "comment" in rule:
-                out[rule["comment"]] = out.get(rule["comment"], 0) + e["counter"]["packets"]
-    return out
-
-
 def test_apply_replaces_the_table_whole_and_lists_back_as_rendered(
         routed: RoutedNode) -> None:
     node = routed.node.path
@@ -318,7 +307,7 @@ def test_kernel_verdicts_equal_the_engines_for_every_pair(routed: RoutedNode) ->
     assert observed[NODE_IP, b, Probe(80)]  # the pod's own node always passes
     # Replies cross isolation: b -> c's answer enters isolated b; c -> a's leaves isolated a.
     assert observed[b, c, Probe(53, Protocol.UDP)] and observed[c, a, Probe(80)]
-    counted = counters(list_table(routed.node.path))
+    counted = rule_counters(list_table(routed.node.path))
     assert counted["x/b-in ingress[1]"] > 0 and counted["x/a-out egress[0]"] > 0
     assert counted["default deny ingress: x/b-in"] > 0
 
@@ -336,5 +325,5 @@ def test_a_pod_sending_from_an_address_not_its_own_is_dropped(routed: RoutedNode
 
     routed.apply(without_policies(routed.cluster))  # no policy: only anti-spoofing decides
     assert routed.probe(jobs) == {jobs[0]: False, jobs[1]: False, jobs[2]: True}
-    counted = counters(list_table(routed.node.path))
+    counted = rule_counters(list_table(routed.node.path))
     assert counted["anti-spoofing: source address is not the pod's"] >= 2

@@ -87,3 +87,15 @@ def comparable(document: Json) -> list[Json]:
     objects.sort(key=lambda o: json.dumps(o, sort_keys=True))
     # A stable sort by chain keeps each chain's rules in order.
     return objects + sorted(rules, key=lambda r: str(r["rule"]["chain"]))
+
+
+def rule_counters(listing: Json) -> dict[str, int]:
+    """Packets counted per rule comment in a `list_table` (`ns/name ingress[0]`, `default deny
+    ingress: ...`), summed over the rules that share a comment."""
+    out: dict[str, int] = {}
+    for obj in listing["nftables"]:
+        rule = obj.get("rule", {})
+        for e in rule.get("expr", []):
+            if "counter" in e and "comment" in rule:
+                out[rule["comment"]] = out.get(rule["comment"], 0) + e["counter"]["packets"]
+    return out

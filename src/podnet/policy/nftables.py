@@ -143,6 +143,7 @@ class _Compiler:
         self.sets: dict[str, Json] = {}
         self.chains: dict[str, list[Json]] = {}
         self._class_chains: dict[tuple[Direction, int], str | None] = {}
+        self._peer_matches: dict[tuple[int, str], Json] = {}  # by (id(rule), field)
         self._addresses = [self._pod_addresses(p) for p in res.pods]
 
     # -- the document ----------------------------------------------------------------------
@@ -269,8 +270,12 @@ class _Compiler:
 
     # -- sets ------------------------------------------------------------------------------
     def _peers(self, rule: ResolvedRule, field: str) -> Json:
-        pods = [r for i in np.flatnonzero(rule.peers) for r in self._addresses[int(i)]]
-        return self._address_match(field, _merge(pods + self._block_ranges(rule.ip_blocks)))
+        key = (id(rule), field)
+        if key not in self._peer_matches:
+            pods = [r for i in np.flatnonzero(rule.peers) for r in self._addresses[int(i)]]
+            self._peer_matches[key] = self._address_match(
+                field, _merge(pods + self._block_ranges(rule.ip_blocks)))
+        return self._peer_matches[key]
 
     def _address_match(self, field: str, ranges: Ranges) -> Json:
         elements = [_address_element(self.family, lo, hi) for lo, hi in ranges]
