@@ -20,14 +20,15 @@ from podnet import ipam
 from podnet.agent import server, wiring
 from podnet.agent.endpoints import leaked_veths
 from podnet.agent.env import Env
+from podnet.agent.overlay import OverlaySync, start_overlay
 from podnet.datapath import routes, sysctl, veth
-from podnet.datapath.netns import assert_not_root, current_netns
+from podnet.datapath.netns import DatapathError, assert_not_root, current_netns, rtnl
+from podnet.datapath.overlay import BACKENDS, find_underlay
 from podnet.store import open_store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MTU = 1450  # room for the VXLAN header (50 bytes) on a 1500-byte underlay
-
+DEFAULT_MTU = 1450  # without an underlay to measure: room for VXLAN on a 1500-byte network
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -36,11 +37,21 @@ class AgentConfig:
     socket: str
     cluster_cidr: ipaddress.IPv4Network | None = None
     subnet_prefix: int | None = None
-    mtu: int = DEFAULT_MTU
+    mtu: int | None = None  # None: what the backend leaves of the underlay's MTU
+    backend: str = "vxlan"
+    iface: str | None = None  # the underlay interface; None: the default route's
 
 
-def start(config: AgentConfig) -> Env:
-    """Register the node and prepare its namespace; the returned Env is ready to serve."""
+@dataclass
+class Node:
+    """A started agent: the CNI handlers' Env and the overlay's reconciler."""
+
+    env: Env
+    overlay: OverlaySync | None
+
+
+def start(config: AgentConfig) -> Node:
+    """Register the node and prepare its namespace (and overlay); ready to serve."""
     assert_not_root(current_netns())
     store = open_store(config.store_url)
     if config.cluster_cidr is not None:
@@ -50,11 +61,25 @@ def start(config: AgentConfig) -> Env:
         ipam.ensure_cluster_config(store, wanted)
     lease = ipam.register_node(store, config.node)
     sysctl.enable_forwarding()
-    env = Env(config.node, store, lease, config.mtu)
+    backend = None
+    with rtnl() as handle:
+        try:
+            backend = BACKENDS[config.backend](find_underlay(handle, config.iface))
+        except DatapathError as err:
+            if config.iface is not None:
+                raise
+            log.warning("%s: this node will not reach pods of other nodes", err)
+        else:
+            # Other nodes learn from the lease how to reach this one (address, VTEP MAC).
+            lease = ipam.register_node(store, config.node, backend.setup(handle, lease.subnet))
+    mtu = config.mtu or (backend.pod_mtu() if backend else DEFAULT_MTU)
+    env = Env(config.node, store, lease, mtu)
     routes.bring_up_loopback(env.rtnl())
     resync(env)
-    log.info("node %s: subnet %s, serving %s", config.node, lease.subnet, config.socket)
-    return env
+    log.info("node %s: subnet %s, %s, pod MTU %d, serving %s", config.node, lease.subnet,
+             f"{backend.name} over {lease.attrs.get('publicIP')}" if backend else "no overlay",
+             env.mtu, config.socket)
+    return Node(env, OverlaySync(config.node, backend, env.rtnl) if backend else None)
 
 
 def resync(env: Env) -> None:
@@ -74,7 +99,8 @@ def resync(env: Env) -> None:
 
 def run(config: AgentConfig) -> int:
     """Serve until SIGTERM or SIGINT."""
-    env = start(config)
+    node = start(config)
+    env = node.env
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -83,6 +109,8 @@ def run(config: AgentConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     sock = server.listen(config.socket)
+    if node.overlay is not None:
+        start_overlay(env.store, node.overlay, stop)
     try:
         server.serve(sock, env, stop)
     finally:

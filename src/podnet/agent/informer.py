@@ -1,0 +1,92 @@
+"""A local copy of some kinds of the store, kept by list + watch, as Kubernetes informers do.
+
+Reconcilers do not follow events one by one: after each batch of changes (everything the
+store had to say at that moment) they get the whole, current copy and compute what the
+kernel should hold. So a burst of changes costs one reconciliation, and a relist (after a
+compacted history or a lost store) is the same code path as any other change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+
+from podnet.store.base import Compacted, EventType, Key, Resource, ResourceStore, StoreError, Watch
+
+log = logging.getLogger(__name__)
+
+Snapshot = Mapping[str, Mapping[Key, Resource]]  # kind -> key -> object
+
+
+class Informer:
+    """Keeps `kinds` of `store` in memory and calls `on_change(snapshot)` after every batch."""
+
+    def __init__(self, store: ResourceStore, kinds: Iterable[str],
+                 on_change: Callable[[Snapshot], None], poll: float = 0.05,
+                 retry: float = 1.0) -> None:
+        self.store = store
+        self.kinds = frozenset(kinds)
+        self.on_change = on_change
+        self.poll = poll
+        self.retry = retry
+        self._objects: dict[str, dict[Key, Resource]] = {k: {} for k in self.kinds}
+        self.revision = 0
+
+    def snapshot(self) -> Snapshot:
+        return MappingProxyType({k: MappingProxyType(v) for k, v in self._objects.items()})
+
+    def relist(self) -> None:
+        # Events after the revision read first are replayed over the lists: applying an
+        # object's change twice is harmless, missing one is not.
+        revision = self.store.revision()
+        for kind in self.kinds:
+            self._objects[kind] = {r.key: r for r in self.store.list(kind).items}
+        self.revision = revision
+
+    def drain(self) -> bool:
+        """Apply everything the store has after our revision; True if anything changed."""
+        changed = False
+        while events := self.store.events(Watch(self.revision, self.kinds)):
+            for event in events:
+                objects = self._objects[event.resource.kind]
+                if event.type is EventType.DELETED:
+                    objects.pop(event.resource.key, None)
+                else:
+                    objects[event.resource.key] = event.resource
+                self.revision = event.revision
+            changed = True
+        return changed
+
+    def run(self, stop: threading.Event) -> None:
+        """List and reconcile, then reconcile after each batch of changes, until `stop`.
+
+        A failed reconciliation is tried again after `retry` seconds even without changes.
+        """
+        listed = failed = False
+        while not stop.is_set():
+            try:
+                if not listed:
+                    self.relist()
+                    listed = True
+                    failed = not self._notify()
+                elif self.drain() or failed:
+                    failed = not self._notify()
+            except Compacted:
+                log.warning("watch history compacted at %d: listing again", self.revision)
+                listed = False
+                continue
+            except StoreError as err:
+                log.warning("store: %s; retrying in %.1fs", err, self.retry)
+                stop.wait(self.retry)
+                continue
+            stop.wait(self.retry if failed else self.poll)
+
+    def _notify(self) -> bool:
+        try:
+            self.on_change(self.snapshot())
+        except Exception:  # logged and retried: the agent must keep serving
+            log.exception("reconciliation failed; retrying")
+            return False
+        return True
