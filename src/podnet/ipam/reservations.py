@@ -38,7 +38,7 @@ class Reservation:
 class IPStore(Protocol):
     """The reservations of one pool (a node's subnet)."""
 
-    def transaction(self) -> AbstractContextManager[None]:
+    def transaction(self) -> AbstractContextManager[object]:
         """Everything inside happens atomically and alone (other writers wait)."""
         ...
 

@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from podnet.errors import PodnetError
 from podnet.model import LabelSelector
@@ -223,7 +223,7 @@ class Store(ResourceStore, Protocol):
     def close(self) -> None:
         ...
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         ...
 
     def __exit__(self, *exc: object) -> None:

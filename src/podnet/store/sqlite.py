@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,53 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) 
 _COLUMNS = "kind, namespace, name, body, revision, created, lease"
 
 
+class _Writer:
+    """The write transaction: a reusable, reentrant context manager.
+
+    A class rather than a generator because every allocation enters it several times.
+    Writers first queue on a `flock` beside the database: a blocked flock wakes as soon as
+    the holder is done, where SQLite's busy handler would sleep 1, 2, 5, 10... ms.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        s = self._store
+        s._lock.acquire()
+        if s._depth:
+            s._depth += 1
+            return s._db
+        try:
+            fcntl.flock(s._writers, fcntl.LOCK_EX)
+            try:
+                s._execute("BEGIN IMMEDIATE")
+            except BaseException:
+                fcntl.flock(s._writers, fcntl.LOCK_UN)
+                raise
+        except BaseException:
+            s._lock.release()
+            raise
+        s._depth = 1
+        return s._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        s = self._store
+        try:
+            s._depth -= 1
+            if s._depth:
+                return
+            try:
+                if exc_type is None:
+                    s._execute("COMMIT")
+            finally:
+                if s._db.in_transaction:
+                    s._db.execute("ROLLBACK")
+                fcntl.flock(s._writers, fcntl.LOCK_UN)
+        finally:
+            s._lock.release()
+
+
 class SqliteStore:
     """A store in one SQLite file; one connection per instance, usable from several threads."""
 
@@ -79,10 +126,9 @@ class SqliteStore:
         self.url = url or f"sqlite://{self.path.absolute()}"
         self._lock = threading.RLock()
         self._depth = 0
+        self._writer = _Writer(self)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Writers queue on this file: a blocked flock wakes as soon as the holder is done,
-            # where SQLite's busy handler would sleep 1, 2, 5, 10... ms between retries.
             self._writers = os.open(f"{self.path}-writers", os.O_RDWR | os.O_CREAT, 0o644)
             self._db = sqlite3.connect(self.path, isolation_level=None,
                                        check_same_thread=False, cached_statements=256)
@@ -110,32 +156,14 @@ class SqliteStore:
 
     # -- transactions -------------------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction (nested calls join the outer one); rolled back on any error."""
+        return self._writer
+
+    def query_one(self, sql: str, args: Sequence[object]) -> Any:
+        """The first row of one SELECT (atomic on its own), inside a transaction or not."""
         with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield self._db
-                finally:
-                    self._depth -= 1
-                return
-            fcntl.flock(self._writers, fcntl.LOCK_EX)
-            try:
-                self._execute("BEGIN IMMEDIATE")
-                self._depth = 1
-                try:
-                    yield self._db
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._depth = 0
-                self._execute("COMMIT")
-            finally:
-                fcntl.flock(self._writers, fcntl.LOCK_UN)
+            return self._db.execute(sql, args).fetchone()
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import sqlite3
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from podnet.ipam.errors import AlreadyAllocated
@@ -43,39 +43,36 @@ class SqliteIPStore:
         self._store = store
         self.pool = pool
 
-    def transaction(self) -> AbstractContextManager[None]:
-        return self._joined()
-
-    @contextmanager
-    def _joined(self) -> Iterator[None]:
-        with self._store.transaction():
-            yield
+    def transaction(self) -> AbstractContextManager[object]:
+        return self._store.transaction()
 
     def reserve(self, attachment: Attachment, ip: IPAddress, range_id: str,
                 pod: str | None = None) -> bool:
+        text = str(ip)
         with self._store.transaction() as db:
             try:
                 cur = db.execute(
                     "INSERT INTO ip_reservations VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (pool, ip) DO NOTHING",
-                    (self.pool, str(ip), attachment.container_id, attachment.ifname, pod))
+                    (self.pool, text, attachment.container_id, attachment.ifname, pod))
             except sqlite3.IntegrityError as err:
                 raise AlreadyAllocated(f"{attachment} already holds an address in "
                                        f"{self.pool}") from err
             if cur.rowcount == 0:
                 return False
             db.execute("INSERT INTO ip_cursors VALUES (?, ?, ?) ON CONFLICT (pool, range_id) "
-                       "DO UPDATE SET ip = excluded.ip", (self.pool, range_id, str(ip)))
+                       "DO UPDATE SET ip = excluded.ip", (self.pool, range_id, text))
             return True
 
     def last_reserved(self, range_id: str) -> IPAddress | None:
-        row = self._one("SELECT ip FROM ip_cursors WHERE pool = ? AND range_id = ?",
-                        (self.pool, range_id))
+        row = self._store.query_one(
+            "SELECT ip FROM ip_cursors WHERE pool = ? AND range_id = ?", (self.pool, range_id))
         return ipaddress.ip_address(row[0]) if row else None
 
     def get_by_owner(self, attachment: Attachment) -> list[IPAddress]:
-        row = self._one("SELECT ip FROM ip_reservations WHERE pool = ? AND container_id = ? "
-                        "AND ifname = ?", (self.pool, attachment.container_id, attachment.ifname))
+        row = self._store.query_one(
+            "SELECT ip FROM ip_reservations WHERE pool = ? AND container_id = ? AND ifname = ?",
+            (self.pool, attachment.container_id, attachment.ifname))
         return [ipaddress.ip_address(row[0])] if row else []
 
     def release_by_owner(self, attachment: Attachment) -> list[IPAddress]:
@@ -92,8 +89,3 @@ class SqliteIPStore:
         found = [Reservation(ipaddress.ip_address(ip), Attachment(cid, ifname), pod)
                  for ip, cid, ifname, pod in rows]
         return iter(sorted(found, key=lambda r: (r.ip.version, r.ip)))
-
-    def _one(self, sql: str, args: tuple[str, ...]) -> tuple[str] | None:
-        with self._store.snapshot() as db:
-            row: tuple[str] | None = db.execute(sql, args).fetchone()
-        return row
