@@ -203,3 +203,4 @@ def test_modify_retries_on_conflict(store: Store, store_url: str) -> None:
     modify(store, WEB, add_label)
     assert calls == 2
     assert store.get(WEB).labels == {"other": "yes", "mine": "yes"}
+

@@ -47,6 +47,11 @@ from podnet.store.sqlite_ip import SqliteIPStore
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
+SCHEMA_VERSION = 1
+# Events older than HISTORY revisions are forgotten, checked every COMPACT_EVERY revisions;
+# a watch from before then gets Compacted and lists again (as from etcd after compaction).
+HISTORY = 100_000
+COMPACT_EVERY = 1_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -121,8 +126,9 @@ class _Writer:
 class SqliteStore:
     """A store in one SQLite file; one connection per instance, usable from several threads."""
 
-    def __init__(self, path: str | Path, url: str | None = None) -> None:
+    def __init__(self, path: str | Path, url: str | None = None, history: int = HISTORY) -> None:
         self.path = Path(path)
+        self.history = history
         self.url = url or f"sqlite://{self.path.absolute()}"
         self._lock = threading.RLock()
         self._depth = 0
@@ -137,9 +143,7 @@ class SqliteStore:
                 raise Unavailable(f"{self.path}: cannot switch the store to WAL mode")
             self._db.execute("PRAGMA synchronous = NORMAL")
             with self.transaction() as db:
-                for statement in (SCHEMA + IP_SCHEMA).split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                _ensure_schema(db, self.path)
         except (OSError, sqlite3.Error) as err:
             raise Unavailable(f"cannot open store {self.path}: {err}") from err
 
@@ -226,7 +230,12 @@ class SqliteStore:
     def commit(self, ops: Sequence[Op]) -> builtins.list[Resource]:
         with self.transaction() as db:
             self._expire_leases(db)
-            return [_apply(db, op) for op in ops]
+            before = _revision(db)
+            written = [_apply(db, op) for op in ops]
+            after = _revision(db)
+            if self.history and before // COMPACT_EVERY != after // COMPACT_EVERY:
+                _compact(db, after - self.history)
+            return written
 
     # -- watch --------------------------------------------------------------------------------
 
@@ -263,9 +272,7 @@ class SqliteStore:
     def compact(self, revision: int) -> None:
         """Forget the events up to `revision`; watches from before it get Compacted."""
         with self.transaction() as db:
-            db.execute("DELETE FROM events WHERE revision <= ?", (revision,))
-            db.execute("INSERT INTO meta VALUES ('compacted', ?) ON CONFLICT (name) "
-                       "DO UPDATE SET value = max(value, excluded.value)", (revision,))
+            _compact(db, revision)
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -310,6 +317,26 @@ class SqliteStore:
         with self._lock:
             rows = self._db.execute("SELECT DISTINCT pool FROM ip_reservations").fetchall()
         return sorted(r[0] for r in rows)
+
+
+def _ensure_schema(db: sqlite3.Connection, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise Unavailable(f"store {path} has schema version {version}: written by a newer "
+                          "podnet")
+    if version < SCHEMA_VERSION:
+        for statement in (SCHEMA + IP_SCHEMA).split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _compact(db: sqlite3.Connection, revision: int) -> None:
+    if revision <= 0:
+        return
+    db.execute("DELETE FROM events WHERE revision <= ?", (revision,))
+    db.execute("INSERT INTO meta VALUES ('compacted', ?) ON CONFLICT (name) "
+               "DO UPDATE SET value = max(value, excluded.value)", (revision,))
 
 
 def _apply(db: sqlite3.Connection, op: Op) -> Resource:

@@ -1,0 +1,51 @@
+"""What only the SQLite backend does: its file, its schema version, its automatic compaction."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from podnet.store import Compacted, Key, Unavailable, Watch, default_url, open_store, store_url
+from podnet.store.sqlite import SqliteStore
+
+
+def test_one_file_in_wal_mode(tmp_path: Path) -> None:
+    with open_store(f"sqlite://{tmp_path}/deep/er/state.db") as store:
+        store.create(Key("Namespace", "", "x"), {})
+    db = sqlite3.connect(tmp_path / "deep/er/state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT count(*) FROM resources").fetchone()[0] == 1
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    SqliteStore(path).close()
+    sqlite3.connect(path).execute("PRAGMA user_version = 99")
+    with pytest.raises(Unavailable, match="schema version 99: written by a newer podnet"):
+        SqliteStore(path)
+
+
+def test_old_history_is_compacted_automatically(tmp_path: Path) -> None:
+    """Events older than the kept history are forgotten; a lagging watch must list again."""
+    with SqliteStore(tmp_path / "state.db", history=500) as store:
+        for n in range(1200):
+            store.create(Key("Pod", "shop", f"p{n}"), {"metadata": {"name": f"p{n}"}})
+        with pytest.raises(Compacted):
+            store.events(Watch(100))
+        assert len(store.events(Watch(600))) == 600
+        assert len(store.list("Pod").items) == 1200
+
+
+def test_store_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODNET_STORE", "sqlite:///from/env.db")
+    assert store_url("sqlite:///given.db") == "sqlite:///given.db"
+    assert store_url() == "sqlite:///from/env.db"
+    monkeypatch.delenv("PODNET_STORE")
+    assert store_url() == default_url()
+    assert default_url().startswith("sqlite:///") and default_url().endswith("podnet/state.db")
+
+
+@pytest.mark.parametrize("url", ["etcd://127.0.0.1:2379", "sqlite://", "postgres://x", "state.db"])
+def test_unusable_urls(url: str) -> None:
+    with pytest.raises(Unavailable):
+        open_store(url)
