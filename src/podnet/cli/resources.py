@@ -20,28 +20,21 @@ from podnet import ipam
 from podnet.cli.output import print_json, print_table
 from podnet.errors import PodnetError
 from podnet.model import (
-    NAMESPACE_NAME_LABEL,
     LabelSelector,
-    Manifest,
-    ManifestError,
-    Problem,
     SelectorSyntaxError,
-    decode,
     parse_selector,
 )
-from podnet.model.load import CLUSTER_SCOPED, KINDS, read_manifests
+from podnet.model.load import CLUSTER_SCOPED, read_manifests
 from podnet.model.names import label_key_errors, label_value_errors
 from podnet.store import (
-    Conflict,
-    Create,
     Key,
     NotFound,
     Resource,
     Store,
-    Update,
     modify,
     open_store,
 )
+from podnet.store.apply import apply_manifests, known, manifest_key, ref
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +55,6 @@ ALIASES = {
     ENDPOINT_KIND: ("podendpoints", "podendpoint", "endpoints", "ep"),
 }
 CLUSTER_KINDS = {*CLUSTER_SCOPED, ipam.LEASE_KIND, "ClusterNetwork", "SubnetClaim", ENDPOINT_KIND}
-# Fields that the API server or the network own: a manifest cannot set them.
-SERVER_METADATA = ("resourceVersion", "uid", "generation", "managedFields", "selfLink")
 
 
 class UnknownKind(PodnetError):
@@ -142,102 +133,14 @@ def key_of(kind: str, namespace: str, name: str) -> Key:
     return Key(kind, "" if kind in CLUSTER_KINDS else namespace, name)
 
 
-def ref(kind: str, name: str) -> str:
-    """`pod/web`, as kubectl names an object in its messages."""
-    return f"{kind.lower()}/{name}"
-
-
 # -- apply -------------------------------------------------------------------------------------
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    manifests = validated(read_manifests(args.files))
     with open_store(args.store) as store:
-        for attempt in range(10):
-            ops, messages = plan(store, manifests)
-            try:
-                store.commit(ops)
-                break
-            except Conflict:
-                if attempt == 9:
-                    raise
-                log.info("objects changed while applying: planning again")
+        messages = apply_manifests(store, read_manifests(args.files))
     for line in messages:
         print(line)
     return 0
-
-
-def validated(manifests: Sequence[Manifest]) -> list[Manifest]:
-    """The manifests podnet stores, each decoded by the model; ManifestError lists all problems."""
-    problems: list[Problem] = []
-    seen: dict[Key, str] = {}
-    kept = []
-    for m in known(manifests):
-        key = key_of(m.kind, m.namespace or "", m.name)
-        if key in seen:
-            problems.append(Problem(m.source, m.title, "", f"defined again (first in {seen[key]})"))
-            continue
-        seen[key] = m.source
-        try:
-            decode(m)
-        except ManifestError as err:
-            problems += err.problems
-        kept.append(m)
-    if problems:
-        raise ManifestError(problems)
-    return kept
-
-
-def known(manifests: Sequence[Manifest]) -> list[Manifest]:
-    """The manifests of kinds podnet stores; a warning for each other one."""
-    for m in manifests:
-        if m.kind not in KINDS:
-            print(f"warning: {m.source}: {m.title}: skipped, podnet does not store this kind",
-                  file=sys.stderr)
-    return [m for m in manifests if m.kind in KINDS]
-
-
-def plan(store: Store, manifests: Sequence[Manifest]) -> tuple[list[Create | Update], list[str]]:
-    """The writes that make the store hold `manifests`, and what to tell the user."""
-    ops: list[Create | Update] = []
-    messages = []
-    for m in manifests:
-        key = key_of(m.kind, m.namespace or "", m.name)
-        body = stored_body(m, key)
-        try:
-            current = store.get(key)
-        except NotFound:
-            ops.append(Create(key, body))
-            messages.append(f"{ref(m.kind, m.name)} created")
-            continue
-        body = keep_network_fields(body, current.body)
-        if body == current.body:
-            messages.append(f"{ref(m.kind, m.name)} unchanged")
-        else:
-            ops.append(Update(key, body, current.revision))
-            messages.append(f"{ref(m.kind, m.name)} configured")
-    return ops, messages
-
-
-def stored_body(m: Manifest, key: Key) -> dict[str, Any]:
-    body = copy.deepcopy(m.body)
-    meta = body.setdefault("metadata", {})
-    for field in SERVER_METADATA:
-        meta.pop(field, None)
-    if key.namespace:
-        meta["namespace"] = key.namespace
-    if key.kind == "Namespace":  # the control plane sets it on every namespace
-        meta.setdefault("labels", {})[NAMESPACE_NAME_LABEL] = key.name
-    return body
-
-
-def keep_network_fields(body: dict[str, Any], current: Any) -> dict[str, Any]:
-    """A new manifest without `status` or `spec.nodeName` keeps the ones the network set."""
-    if "status" not in body and "status" in current:
-        body["status"] = current["status"]
-    node = (current.get("spec") or {}).get("nodeName")
-    if node and isinstance(body.get("spec"), dict) and "nodeName" not in body["spec"]:
-        body["spec"]["nodeName"] = node
-    return body
 
 
 # -- get ---------------------------------------------------------------------------------------
@@ -345,7 +248,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         keys = [key_of(kind, args.namespace, n) for n in args.names]
     else:
         manifests = known(read_manifests(args.files))
-        keys = [key_of(m.kind, m.namespace or "", m.name) for m in manifests]
+        keys = [manifest_key(m) for m in manifests]
     missing = []
     with open_store(args.store) as store:
         for key in keys:
