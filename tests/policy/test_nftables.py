@@ -8,14 +8,18 @@ SCTP, default deny), and the checks read the table the way an operator reads `nf
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from test_engine_vs_oracle import clusters, probe_ports
 
-from podnet.model import Cluster, load_cluster
+from podnet.model import Cluster, IPAddress, Pod, Protocol, load_cluster
 from podnet.policy import Engine
 from podnet.policy.nftables import NodePod, UnknownPod, render
 
@@ -240,3 +244,144 @@ def test_the_ruleset_grows_with_pods_plus_policies(tmp_path: Path) -> None:
     # Twice the pods and policies: about twice the rules and elements, not four times.
     assert counts[120][0] <= 2 * counts[60][0] + 10
     assert counts[120][1] <= 2.2 * counts[60][1]
+
+
+# -- the table, evaluated packet by packet, against the engine on random clusters ------------
+
+NODES = {"node-1": "192.0.2.1", "node-2": "192.0.2.2"}  # as test_engine_vs_oracle draws them
+UNDERLAY = "eth0"  # the node's interface towards other nodes and the outside
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The first packet of a connection (conntrack state new), as one node's hook sees it."""
+
+    hook: str
+    iifname: str
+    oifname: str
+    saddr: str
+    daddr: str
+    l4proto: str
+    dport: int
+
+
+class Table:
+    """Evaluates the subset of nftables JSON that `render` emits, as the kernel would."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.sets = {**objects(doc, "set"), **objects(doc, "map")}
+        self.chains = {name: chain_rules(doc, name) for name in objects(doc, "chain")}
+        self.base = sorted((c["prio"], n, c["hook"]) for n, c in objects(doc, "chain").items()
+                           if "hook" in c)
+
+    def accepts(self, packet: Packet) -> bool:
+        # `accept` ends one base chain; the next one on the hook still sees the packet.
+        return all(self.run(name, packet) != "drop"
+                   for _, name, hook in self.base if hook == packet.hook)
+
+    def run(self, chain: str, packet: Packet) -> str | None:
+        for rule in self.chains[chain]:
+            verdict = self.rule(rule["expr"], packet)
+            if verdict is not None:
+                return verdict
+        return None
+
+    def rule(self, exprs: list[dict[str, Any]], packet: Packet) -> str | None:
+        for e in exprs:
+            if "match" in e:
+                if not self.match(e["match"], packet):
+                    return None
+            elif "jump" in e or "vmap" in e:
+                target = e["jump"]["target"] if "jump" in e else self.lookup(e["vmap"], packet)
+                verdict = self.run(target, packet) if target else None
+                if verdict is not None:
+                    return verdict
+            elif set(e) & {"accept", "drop"}:
+                return next(iter(e))
+        return None
+
+    def lookup(self, vmap: dict[str, Any], packet: Packet) -> str | None:
+        key = self.value(vmap["key"], packet)
+        found = [v for k, v in self.sets[vmap["data"][1:]].get("elem", []) if k == key]
+        return found[0]["jump"]["target"] if found else None
+
+    def match(self, m: dict[str, Any], packet: Packet) -> bool:
+        right = m["right"]
+        if m["op"] == "in":  # ct state: every connection here is new
+            return "new" in (right if isinstance(right, list) else [right])
+        value = self.value(m["left"], packet)
+        if isinstance(right, str) and right.startswith("@"):
+            found = any(element_has(e, value) for e in self.sets[right[1:]].get("elem", []))
+        else:
+            found = value == right
+        return found if m["op"] == "==" else not found
+
+    def value(self, expr: dict[str, Any], packet: Packet) -> Any:
+        if "concat" in expr:
+            return [self.value(part, packet) for part in expr["concat"]]
+        if "meta" in expr:
+            key = expr["meta"]["key"]
+            return "ipv4" if key == "nfproto" else getattr(packet, key)
+        field = expr["payload"]["field"]
+        return packet.dport if field == "dport" else getattr(packet, field)
+
+
+def element_has(element: Any, value: Any) -> bool:
+    if isinstance(element, dict) and "concat" in element:
+        return all(element_has(e, v) for e, v in zip(element["concat"], value, strict=True))
+    if isinstance(element, dict) and "range" in element:
+        lo, hi = element["range"]
+        if isinstance(lo, int):
+            return bool(lo <= value <= hi)
+        return ipaddress.ip_address(lo) <= ipaddress.ip_address(value) <= ipaddress.ip_address(hi)
+    if isinstance(element, dict) and "prefix" in element:
+        net = f"{element['prefix']['addr']}/{element['prefix']['len']}"
+        return ipaddress.ip_address(value) in ipaddress.ip_network(net)
+    return bool(element == value)
+
+
+def ipv4(endpoint: Pod | IPAddress) -> str | None:
+    ips = endpoint.ips if isinstance(endpoint, Pod) else (endpoint,)
+    return next((str(ip) for ip in ips if ip.version == 4), None)
+
+
+def kernel_allows(tables: dict[str, Table], veths: dict[str, str], src: Pod | IPAddress,
+                  dst: Pod | IPAddress, protocol: Protocol, port: int) -> bool:
+    """Whether the first packet passes the sender's node, then the receiver's node."""
+    saddr, daddr = ipv4(src), ipv4(dst)
+    assert saddr and daddr
+    src_node = src.node_name if isinstance(src, Pod) else None
+    dst_node = dst.node_name if isinstance(dst, Pod) else None
+    hops = []  # a node's own traffic leaves through output, which the table does not filter
+    if isinstance(src, Pod) and not src.host_network:
+        hops.append((src_node, veths[src.key]))
+    if dst_node is not None and dst_node != src_node:
+        hops.append((dst_node, UNDERLAY))
+    for node, iif in hops:
+        host = isinstance(dst, Pod) and dst.host_network and dst_node == node
+        oif = "" if host else veths[dst.key] if dst_node == node else UNDERLAY
+        packet = Packet("input" if host else "forward", iif, oif, saddr, daddr,
+                        str(protocol).lower(), port)
+        if not tables[node].accepts(packet):
+            return False
+    return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), probe_ports)
+def test_the_rendered_tables_decide_as_the_engine(cluster: Cluster, ports: list[int]) -> None:
+    engine = Engine(cluster)
+    veths = {p.key: f"pnv{i}" for i, p in enumerate(cluster.pods)}
+    tables = {node: Table(render(engine.resolution, [
+        NodePod(p.key, veths[p.key], p.ips) for p in cluster.pods
+        if p.node_name == node and not p.host_network])) for node in NODES}
+    outside = [ipaddress.IPv4Address(a) for a in ("203.0.113.7", "203.0.113.200", "10.244.1.9")]
+    for src, dst in itertools.product([*cluster.pods, *outside], repeat=2):
+        if src == dst or not (isinstance(src, Pod) or isinstance(dst, Pod)):
+            continue
+        if isinstance(src, Pod) and isinstance(dst, Pod) and src.host_network and dst.host_network:
+            continue  # node to node: not the pod network's
+        for protocol, port in itertools.product(Protocol, ports):
+            expected = engine.verdict(src, dst, port, protocol).allowed
+            assert kernel_allows(tables, veths, src, dst, protocol, port) == expected, (
+                src, dst, protocol, port)
