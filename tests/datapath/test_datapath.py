@@ -16,6 +16,7 @@ from podnet.datapath.netns import (
     is_root,
     rtnl,
 )
+from podnet.datapath.rtnl import NetlinkRefused, link_up, open_rtnl
 
 
 def test_host_interface_names_fit_ifnamsiz_and_differ_per_attachment() -> None:
@@ -48,17 +49,19 @@ def test_a_wired_veth_routes_between_node_and_pod(make_netns: NetnsFactory) -> N
     node.run("ip", "link", "set", "lo", "up")
     node.run("ip", "addr", "add", "192.0.2.11/32", "dev", "lo")
     ip = ipaddress.IPv4Address("10.244.9.5")
-    with rtnl(node.path) as n, rtnl(pod.path) as p:
-        veth.create_veth(n, "pntest0000001", pod.path, "eth0", 1450)
+    fast_node, fast_pod = open_rtnl(node.path), open_rtnl(pod.path)
+    try:
+        host_link = veth.create_veth(fast_node, "pntest0000001", pod.path, "eth0", 1450)
         with pytest.raises(veth.InterfaceExists):
-            veth.create_veth(n, "pntest0000002", pod.path, "eth0", 1450)
-        pod_link = veth.get_link(p, "eth0")
-        host_link = veth.get_link(n, "pntest0000001")
-        assert pod_link is not None and host_link is not None
+            veth.create_veth(fast_node, "pntest0000002", pod.path, "eth0", 1450)
         assert (host_link.mac, host_link.mtu, host_link.up) == (veth.HOST_MAC, 1450, True)
-        routes.configure_pod(p, pod_link.index, ip)
-        routes.route_to_pod(n, ip, host_link.index)
-        assert node.ping(str(ip))
+        pod_link = routes.configure_pod(fast_pod, "eth0", ip)
+        routes.route_to_pod(fast_node, ip, host_link.index)
+    finally:
+        fast_node.close()
+        fast_pod.close()
+    assert node.ping(str(ip))
+    with rtnl(node.path) as n, rtnl(pod.path) as p:
         seen = routes.read_pod_routes(p, pod_link.index)
         assert seen.addresses == {ipaddress.IPv4Interface(f"{ip}/32")}
         assert (seen.default_gateway, seen.gateway_mac) == (routes.GATEWAY, veth.HOST_MAC)
@@ -67,3 +70,14 @@ def test_a_wired_veth_routes_between_node_and_pod(make_netns: NetnsFactory) -> N
         assert veth.delete_veth(n, "pntest0000001") is True
         assert veth.delete_veth(n, "pntest0000001") is False
     assert pod.links() == ["lo"]
+
+
+@pytest.mark.netns
+def test_a_refused_request_names_itself(make_netns: NetnsFactory) -> None:
+    node = make_netns("node")
+    batch = open_rtnl(node.path)
+    try:
+        with pytest.raises(NetlinkRefused, match="bring up interface 4242"):
+            batch.run(link_up(1), link_up(4242))
+    finally:
+        batch.close()

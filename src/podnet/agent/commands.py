@@ -51,9 +51,8 @@ def cmd_add(args: CniArgs, conf: NetConf, env: Env) -> Result:
             pod_namespace=namespace,
             pod_name=name,
         )
-        node = env.rtnl()
-        wired = wiring.wire_pod(node, ep)
-        undo.callback(wiring.unwire_pod, node, ep.host_ifname)
+        wired = wiring.wire_pod(env.netlink(), ep)
+        undo.callback(wiring.unwire_pod, env.rtnl(), ep.host_ifname)
         env.record(ep)
         undo.pop_all()  # success: keep everything
     log.info("%s/%s: %s on %s", args.container_id, args.ifname, ep.ip, ep.host_ifname)

@@ -18,6 +18,7 @@ from pyroute2 import IPRoute
 from podnet import ipam
 from podnet.agent.endpoints import KIND, Endpoint, endpoint_name
 from podnet.datapath.netns import assert_not_root, current_netns
+from podnet.datapath.rtnl import Rtnl, open_rtnl
 from podnet.store import Conflict, Key, NotFound, Store
 
 LOCK_STRIPES = 64
@@ -35,6 +36,7 @@ class Env:
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._local = threading.local()
         self._handles: list[IPRoute] = []
+        self._batches: list[Rtnl] = []
         self._handles_lock = threading.Lock()
 
     def rtnl(self) -> IPRoute:
@@ -46,6 +48,16 @@ class Env:
             self._local.rtnl = handle
             with self._handles_lock:
                 self._handles.append(handle)
+        return handle
+
+    def netlink(self) -> Rtnl:
+        """This thread's batch socket in the node, for the hot path of ADD."""
+        handle: Rtnl | None = getattr(self._local, "netlink", None)
+        if handle is None:
+            handle = open_rtnl()
+            self._local.netlink = handle
+            with self._handles_lock:
+                self._batches.append(handle)
         return handle
 
     @contextmanager
@@ -89,4 +101,7 @@ class Env:
         with self._handles_lock:
             for handle in self._handles:
                 handle.close()
+            for batch in self._batches:
+                batch.close()
             self._handles.clear()
+            self._batches.clear()

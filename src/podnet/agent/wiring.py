@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from podnet.agent.endpoints import Endpoint
-from podnet.datapath import routes, sysctl, veth
-from podnet.datapath.netns import DatapathError, NetnsGone, rtnl
+from podnet.datapath import routes, rtnl, sysctl, veth
+from podnet.datapath.netns import NetnsGone
+from podnet.datapath.netns import rtnl as iproute_in
+from podnet.datapath.rtnl import Rtnl, open_rtnl
 
 
 @dataclass(frozen=True)
@@ -35,22 +37,19 @@ class Observed:
     host_oif: int | None
 
 
-def wire_pod(node: IPRoute, ep: Endpoint) -> Wired:
+def wire_pod(node: Rtnl, ep: Endpoint) -> Wired:
     """Create and configure both ends for `ep`; nothing is left behind on failure."""
-    veth.create_veth(node, ep.host_ifname, ep.netns, ep.ifname, ep.mtu)
+    host_link = veth.create_veth(node, ep.host_ifname, ep.netns, ep.ifname, ep.mtu)
     try:
-        with rtnl(ep.netns) as pod:
-            pod_link = veth.get_link(pod, ep.ifname)
-            if pod_link is None:
-                raise DatapathError(f"{ep.ifname} vanished from {ep.netns} after creation")
-            routes.configure_pod(pod, pod_link.index, ep.ip)
-        host_link = veth.get_link(node, ep.host_ifname)
-        if host_link is None:
-            raise DatapathError(f"{ep.host_ifname} vanished from the node after creation")
+        pod = open_rtnl(ep.netns)
+        try:
+            pod_link = routes.configure_pod(pod, ep.ifname, ep.ip)
+        finally:
+            pod.close()
         sysctl.enable_proxy_arp(ep.host_ifname)
         routes.route_to_pod(node, ep.ip, host_link.index)
     except BaseException:
-        veth.delete_veth(node, ep.host_ifname)
+        node.run(rtnl.delete_link(ep.host_ifname))
         raise
     return Wired(host=host_link, pod=pod_link)
 
@@ -65,7 +64,7 @@ def observe_pod(node: IPRoute, ep: Endpoint) -> Observed:
     host_link = veth.get_link(node, ep.host_ifname)
     host_oif = routes.route_oif(node, ep.ip)
     try:
-        with rtnl(ep.netns) as pod:
+        with iproute_in(ep.netns) as pod:
             pod_link = veth.get_link(pod, ep.ifname)
             pod_routes = None if pod_link is None else routes.read_pod_routes(pod, pod_link.index)
     except NetnsGone:

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from podnet.datapath import rtnl
 from podnet.datapath.netns import DatapathError
-from podnet.datapath.veth import HOST_MAC
+from podnet.datapath.rtnl import Rtnl
+from podnet.datapath.veth import HOST_MAC, Link, link_of
 
 GATEWAY = ipaddress.IPv4Address("169.254.1.1")
 DEFAULT = ipaddress.IPv4Network("0.0.0.0/0")
 LOOPBACK_INDEX = 1  # `lo` is index 1 in every network namespace
-RTNH_F_ONLINK = 4
-RT_SCOPE_LINK = 253
-NUD_PERMANENT = 0x80
 MAIN_TABLE = 254
 
 
@@ -46,28 +45,23 @@ def bring_up_loopback(ipr: IPRoute) -> None:
         raise DatapathError(f"cannot bring up loopback: {err}") from err
 
 
-def configure_pod(pod: IPRoute, index: int, address: ipaddress.IPv4Address) -> None:
-    """Loopback up, interface up, `address/32`, the pinned gateway, the default route."""
-    try:
-        pod.link("set", index=LOOPBACK_INDEX, state="up")
-        pod.link("set", index=index, state="up")
-        pod.addr("add", index=index, address=str(address), prefixlen=32)
-        pod.neigh(
-            "replace", dst=str(GATEWAY), lladdr=HOST_MAC, ifindex=index, state=NUD_PERMANENT
-        )
-        pod.route("add", dst=str(DEFAULT), gateway=str(GATEWAY), oif=index, flags=RTNH_F_ONLINK)
-    except NetlinkError as err:
-        raise DatapathError(f"cannot configure pod interface {index} for {address}: {err}") from err
+def configure_pod(pod: Rtnl, ifname: str, address: ipaddress.IPv4Address) -> Link:
+    """Loopback up, `ifname` up with `address/32`, the pinned gateway, the default route."""
+    (found,) = pod.run(rtnl.get_link(ifname))
+    link = link_of(found)
+    pod.run(
+        rtnl.link_up(LOOPBACK_INDEX),
+        rtnl.link_up(link.index),
+        rtnl.add_address(link.index, address, 32),
+        rtnl.pin_neighbour(link.index, GATEWAY, HOST_MAC),
+        rtnl.route(DEFAULT, link.index, GATEWAY, onlink=True),
+    )
+    return link
 
 
-def route_to_pod(node: IPRoute, address: ipaddress.IPv4Address, host_index: int) -> None:
+def route_to_pod(node: Rtnl, address: ipaddress.IPv4Address, host_index: int) -> None:
     """`address/32 dev <host veth>` on the node; replaces a stale route left by a lost pod."""
-    try:
-        node.route(
-            "replace", dst=f"{address}/32", oif=host_index, scope=RT_SCOPE_LINK, table=MAIN_TABLE
-        )
-    except NetlinkError as err:
-        raise DatapathError(f"cannot route {address} to interface {host_index}: {err}") from err
+    node.run(rtnl.route(ipaddress.IPv4Network(f"{address}/32"), host_index, replace=True))
 
 
 def route_oif(node: IPRoute, address: ipaddress.IPv4Address) -> int | None:

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from podnet.datapath import rtnl
 from podnet.datapath.netns import DatapathError, NetnsGone
+from podnet.datapath.rtnl import Rtnl
 
 HOST_PREFIX = "pn"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
@@ -65,30 +68,36 @@ def get_link(ipr: IPRoute, name: str) -> Link | None:
     )
 
 
-def create_veth(node: IPRoute, host_name: str, pod_netns: str, pod_ifname: str, mtu: int) -> None:
-    """Create the pair with the pod end already inside `pod_netns`; the host end comes up."""
+def link_of(msg: ifinfmsg) -> Link:
+    """The `Link` a netlink link message describes."""
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        mac=msg.get_attr("IFLA_ADDRESS"),
+        mtu=msg.get_attr("IFLA_MTU"),
+        up=bool(msg["flags"] & 1),
+    )
+
+
+def create_veth(node: Rtnl, host_name: str, pod_netns: str, pod_ifname: str, mtu: int) -> Link:
+    """Create the pair with the pod end already inside `pod_netns`; returns the host end, up."""
     try:
         fd = os.open(pod_netns, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as err:
         raise NetnsGone(f"network namespace {pod_netns} does not exist") from err
     try:
-        node.link(
-            "add",
-            ifname=host_name,
-            kind="veth",
-            address=HOST_MAC,
-            mtu=mtu,
-            state="up",
-            peer={"ifname": pod_ifname, "net_ns_fd": fd, "mtu": mtu},
+        (host,) = node.run(
+            rtnl.new_veth(host_name, HOST_MAC, mtu, pod_ifname, fd), rtnl.get_link(host_name)
         )
-    except NetlinkError as err:
-        if err.code == errno.EEXIST:
+    except rtnl.NetlinkRefused as err:
+        if err.errno == errno.EEXIST:
             raise InterfaceExists(
                 f"interface {pod_ifname} in {pod_netns} or {host_name} on the node already exists"
             ) from err
-        raise DatapathError(f"cannot create veth {host_name}: {err}") from err
+        raise
     finally:
         os.close(fd)
+    return link_of(host)
 
 
 def delete_veth(node: IPRoute, host_name: str) -> bool:
