@@ -21,7 +21,7 @@ Probe = tuple[str, int]  # (protocol, port)
 Allows = Callable[[Probe], bool]
 ADDRESSES = tuple(ipaddress.IPv4Address(a) for a in (
     "8.8.8.8", "10.1.2.3", "172.16.5.9", "203.0.113.5", "203.0.113.200", "198.51.100.5",
-    "198.51.100.100"))
+    "198.51.100.100", "198.18.0.9", "198.19.7.7"))
 
 
 @dataclass

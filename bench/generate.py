@@ -49,6 +49,7 @@ TIER_PORTS: dict[str, tuple[tuple[str, int, str], ...]] = {
 TIERS = tuple(TIER_PORTS)
 EXTERNAL = ("0.0.0.0/0", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 PARTNERS = (("203.0.113.0/24", ("203.0.113.128/25",)), ("198.51.100.0/24", ("198.51.100.0/28",)))
+LOAD_BALANCERS = ("198.18.0.0/15", ("198.18.0.0/24",))
 
 
 @dataclass
@@ -163,7 +164,7 @@ def _policies(rng: random.Random, namespaces: list[str], groups: list[Group], co
     for g in groups:
         by_ns.setdefault(g.namespace, []).append(g)
     makers = (_from_tier, _from_teams, _from_expressions, _port_range, _egress_external,
-              _egress_to_tier)
+              _egress_to_tier, _from_load_balancers)
     while made < count:
         ns = namespaces[made % len(namespaces)]
         target = rng.choice(by_ns[ns])
@@ -242,6 +243,14 @@ def _egress_external(rng: random.Random, g: Group, _: list[str]) -> dict[str, An
     return {"podSelector": _app(g), "policyTypes": ["Egress"],
             "egress": [{"to": [{"ipBlock": {"cidr": cidr, "except": list(excepted)}}],
                         "ports": [{"protocol": "TCP", "port": 443}]}]}
+
+
+def _from_load_balancers(rng: random.Random, g: Group, _: list[str]) -> dict[str, Any]:
+    """Ingress from the load balancers' range (their health checkers excepted)."""
+    cidr, excepted = LOAD_BALANCERS
+    return {"podSelector": _app(g), "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"ipBlock": {"cidr": cidr, "except": list(excepted)}}],
+                         "ports": [_named_port(g)]}]}
 
 
 def _egress_to_tier(rng: random.Random, g: Group, _: list[str]) -> dict[str, Any]:
