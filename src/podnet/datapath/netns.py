@@ -116,20 +116,24 @@ def netlink_socket_in(path: str) -> socket.socket:
     return socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
 
 
+def route_socket(path: str | None = None) -> socket.socket:
+    """A NETLINK_ROUTE socket in the namespace at `path` (default: the caller's), never the root."""
+    if path is None:
+        assert_not_root(current_netns())
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+    sock = netlink_socket_in(path)  # first, so that a missing namespace is NetnsGone
+    try:
+        assert_not_root(path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 @contextmanager
 def rtnl(path: str | None = None) -> Iterator[IPRoute]:
     """An rtnetlink handle in the namespace at `path` (default: the caller's), never the root."""
-    if path is None:
-        assert_not_root(current_netns())
-        handle = IPRoute(groups=0)
-    else:
-        sock = netlink_socket_in(path)  # first, so that a missing namespace is NetnsGone
-        try:
-            assert_not_root(path)
-        except BaseException:
-            sock.close()
-            raise
-        handle = IPRoute(fileno=sock.detach(), groups=0)
+    handle = IPRoute(fileno=route_socket(path).detach(), groups=0)
     try:
         yield handle
     finally:

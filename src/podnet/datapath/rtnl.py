@@ -40,13 +40,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from podnet.datapath.netns import (
-    NETLINK_ROUTE,
-    DatapathError,
-    assert_not_root,
-    current_netns,
-    netlink_socket_in,
-)
+from podnet.datapath.netns import DatapathError, route_socket
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
 _ERRNO = struct.Struct("=i")
@@ -195,13 +189,4 @@ def route(dst: ipaddress.IPv4Network, index: int, gateway: ipaddress.IPv4Address
 
 def open_rtnl(path: str | None = None) -> Rtnl:
     """A batch socket in the namespace at `path` (default: the caller's), never the root."""
-    if path is None:
-        assert_not_root(current_netns())
-        return Rtnl(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE))
-    sock = netlink_socket_in(path)  # first, so that a missing namespace is NetnsGone
-    try:
-        assert_not_root(path)
-    except BaseException:
-        sock.close()
-        raise
-    return Rtnl(sock)
+    return Rtnl(route_socket(path))

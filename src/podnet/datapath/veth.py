@@ -59,13 +59,7 @@ def get_link(ipr: IPRoute, name: str) -> Link | None:
         if err.code == errno.ENODEV:
             return None
         raise
-    return Link(
-        index=msg["index"],
-        name=msg.get("ifname"),
-        mac=msg.get("address"),
-        mtu=msg.get("mtu"),
-        up=bool(msg["flags"] & 1),
-    )
+    return link_of(msg)
 
 
 def link_of(msg: ifinfmsg) -> Link:
