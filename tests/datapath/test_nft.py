@@ -140,7 +140,7 @@ def probe(job):
     src, dst, proto, port = job
     with socket.socket(socket.AF_INET,
                        socket.SOCK_STREAM if proto == "TCP" else socket.SOCK_DGRAM) as s:
-        s.settimeout(1.5)
+        s.settimeout(2.5)
         s.bind((src, 0))
         try:
             if proto == "TCP":

@@ -21,7 +21,7 @@ from test_engine_vs_oracle import clusters, probe_ports
 
 from podnet.model import Cluster, IPAddress, Pod, Protocol, load_cluster
 from podnet.policy import Engine
-from podnet.policy.nftables import NodePod, UnknownPod, render
+from podnet.policy.nftables import NodePod, NodePodError, render
 
 MANIFESTS = """
 kind: Namespace
@@ -202,10 +202,12 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     assert render(res, NODE_1) == render(res, tuple(reversed(NODE_1))) == render(res, shuffled)
 
 
-def test_a_pod_unknown_to_the_cluster_is_an_error(tmp_path: Path) -> None:
+def test_a_pod_unknown_to_the_cluster_or_a_veth_named_twice_is_an_error(tmp_path: Path) -> None:
     res = Engine(load(tmp_path)).resolution
-    with pytest.raises(UnknownPod, match="x/ghost"):
+    with pytest.raises(NodePodError, match="x/ghost"):
         render(res, [NodePod("x/ghost", "pnz", ())])
+    with pytest.raises(NodePodError, match="veth pna given for x/a and x/b"):
+        render(res, [NodePod("x/a", "pna", ()), NodePod("x/b", "pna", ())])
 
 
 def scale_cluster(tmp_path: Path, count: int) -> Cluster:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
 Ranges = list[tuple[int, int]]
 
 
-class UnknownPod(PodnetError, LookupError):
-    """A pod wired on the node that the resolved cluster does not know (or cannot police)."""
+class NodePodError(PodnetError, ValueError):
+    """A pod wired on the node that cannot be policed: unknown to the cluster, in the host
+    network, or behind a veth named twice."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,9 @@ class _Compiler:
     # -- the document ----------------------------------------------------------------------
     def document(self, node_pods: Sequence[NodePod]) -> Json:
         node_pods = sorted(node_pods, key=lambda p: p.ifname)
+        for first, second in itertools.pairwise(node_pods):
+            if first.ifname == second.ifname:
+                raise NodePodError(f"veth {first.ifname} given for {first.pod} and {second.pod}")
         maps: dict[Direction, list[list[object]]] = {d: [] for d in Direction}
         for np_ in node_pods:
             pod = self._local_pod(np_)
@@ -185,10 +190,10 @@ class _Compiler:
     def _local_pod(self, node_pod: NodePod) -> Pod:
         index = self.res.pod_index.get(node_pod.pod)
         if index is None:
-            raise UnknownPod(f"pod {node_pod.pod} on {node_pod.ifname} is not in the cluster")
+            raise NodePodError(f"pod {node_pod.pod} on {node_pod.ifname} is not in the cluster")
         pod = self.res.pods[index]
         if pod.host_network:
-            raise UnknownPod(f"pod {node_pod.pod} is in the host network: it has no veth")
+            raise NodePodError(f"pod {node_pod.pod} is in the host network: it has no veth")
         return pod
 
     # -- base chains -----------------------------------------------------------------------
