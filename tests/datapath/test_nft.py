@@ -327,3 +327,16 @@ def test_a_pod_sending_from_an_address_not_its_own_is_dropped(routed: RoutedNode
     assert routed.probe(jobs) == {jobs[0]: False, jobs[1]: False, jobs[2]: True}
     counted = rule_counters(list_table(routed.node.path))
     assert counted["anti-spoofing: source address is not the pod's"] >= 2
+
+
+def test_a_veth_created_after_the_table_is_isolated_from_its_first_packet(
+        routed: RoutedNode) -> None:
+    # Map entries are keyed by interface name, so the agent may apply the table that names a
+    # new pod's veth before it creates it: the pod is never reachable unisolated.
+    routed.apply(routed.cluster)
+    b, veth = routed.pods["x/b"], routed.veths["x/b"]
+    routed.node.run("ip", "link", "del", veth)
+    wire(routed.node, b, veth, (POD_IPS["x/b"],), f"{POD_IPS['x/b']}/32")
+    a, c = POD_IPS["x/a"], POD_IPS["y/c"]
+    jobs = [(a, POD_IPS["x/b"], Probe(8080)), (c, POD_IPS["x/b"], Probe(8080))]
+    assert routed.probe(jobs) == {jobs[0]: True, jobs[1]: False}
