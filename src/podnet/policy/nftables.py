@@ -48,7 +48,7 @@ from podnet.policy.resolve import Resolution, ResolvedRule
 Json = dict[str, Any]
 FAMILY = "inet"
 TABLE = "podnet"
-COMMENT_MAX = 128  # NFT_USERDATA_MAXLEN
+COMMENT_MAX = 128  # nft refuses longer comments (NFTNL_UDATA_COMMENT_MAXLEN)
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
 Ranges = list[tuple[int, int]]
 
@@ -82,7 +82,6 @@ _L4 = {"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "
 _COUNTER = {"counter": {"packets": 0, "bytes": 0}}
 _ACCEPT: Json = {"accept": None}
 _DROP: Json = {"drop": None}
-_SUFFIX = {Direction.INGRESS: "in", Direction.EGRESS: "eg"}
 
 
 def render(res: Resolution, node_pods: Sequence[NodePod], family: AddressFamily = IPV4) -> Json:
@@ -145,6 +144,8 @@ class _Compiler:
         self.sets: dict[str, Json] = {}
         self.chains: dict[str, list[Json]] = {}
         self._class_chains: dict[tuple[Direction, int], str | None] = {}
+        # A policy's chain is built once per direction (ingress: per named-port signature).
+        self._policy_chains: dict[tuple[Direction, str, int], str] = {}
         self._peer_matches: dict[tuple[int, str], Json] = {}  # by (id(rule), field)
         self._addresses = [self._pod_addresses(p) for p in res.pods]
 
@@ -155,13 +156,13 @@ class _Compiler:
             if first.ifname == second.ifname:
                 raise NodePodError(f"veth {first.ifname} given for {first.pod} and {second.pod}")
         maps: dict[Direction, list[list[object]]] = {d: [] for d in Direction}
-        for np_ in node_pods:
-            pod = self._local_pod(np_)
+        for node_pod in node_pods:
+            pod = self._local_pod(node_pod)
             cls = int(self.res.class_of[self.res.pod_index[pod.key]])
             for d in Direction:
                 chain = self._class_chain(d, cls, pod)
                 if chain is not None:
-                    maps[d].append([np_.ifname, {"jump": {"target": chain}}])
+                    maps[d].append([node_pod.ifname, {"jump": {"target": chain}}])
         self._set("pod_ifnames", "ifname", [p.ifname for p in node_pods], interval=False)
         self._set("pod_addresses", ["ifname", self.family.addr_type],
                   [{"concat": [p.ifname, str(ip)]} for p in node_pods for ip in p.ips
@@ -227,21 +228,27 @@ class _Compiler:
                 by_policy: dict[str, list[ResolvedRule]] = {}
                 for rid in self.res.class_rules(d, cls):
                     by_policy.setdefault(rules[rid].ref.policy, []).append(rules[rid])
-                body = [_rule([{"jump": {"target": self._policy_chain(d, by_policy[p], pod)}}],
-                              p) for p in isolating if p in by_policy]
+                body = [_rule([{"jump": {"target": self._policy_chain(d, p, by_policy[p], cls,
+                                                                      pod)}}], p)
+                        for p in isolating if p in by_policy]
                 body.append(_rule([_COUNTER, _DROP],
                                   f"default deny {str(d).lower()}: {', '.join(isolating)}"))
                 name = self._chain(str(d).lower(), body)
             self._class_chains[key] = name
         return self._class_chains[key]
 
-    def _policy_chain(self, d: Direction, rules: list[ResolvedRule], local: Pod) -> str:
-        body = []
-        for rule in rules:
-            for exprs in (self._ingress_rule(rule, local) if d is Direction.INGRESS
-                          else self._egress_rule(rule)):
-                body.append(_rule([*exprs, _COUNTER, _ACCEPT], str(rule.ref)))
-        return self._chain(f"{str(d).lower()}-policy", body)
+    def _policy_chain(self, d: Direction, policy: str, rules: list[ResolvedRule], cls: int,
+                      local: Pod) -> str:
+        """The chain of one policy's rules for `d`, as they apply to the local pod `local`."""
+        key = (d, policy, self.res.named_ports[cls] if d is Direction.INGRESS else 0)
+        if key not in self._policy_chains:
+            body = []
+            for rule in rules:
+                for exprs in (self._ingress_rule(rule, local) if d is Direction.INGRESS
+                              else self._egress_rule(rule)):
+                    body.append(_rule([*exprs, _COUNTER, _ACCEPT], str(rule.ref)))
+            self._policy_chains[key] = self._chain(f"{str(d).lower()}-policy", body)
+        return self._policy_chains[key]
 
     def _ingress_rule(self, rule: ResolvedRule, local: Pod) -> list[list[Json]]:
         """Ingress: peers are sources; named ports resolve on the local (destination) pod."""
