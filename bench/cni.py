@@ -166,10 +166,12 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
-def agent_work(log: Path, command: str) -> list[float]:
-    """The agent's own duration of each successful `command`, from its log."""
+def agent_work(log: Path, command: str, since: int) -> list[float]:
+    """The agent's own duration of each successful `command` logged after byte `since`."""
     pattern = re.compile(rf"INFO: {command} \S+: ok in ([0-9.]+) ms")
-    return [float(m.group(1)) for m in pattern.finditer(log.read_text())]
+    with log.open() as text:
+        text.seek(since)
+        return [float(m.group(1)) for m in pattern.finditer(text.read())]
 
 
 def machine() -> list[str]:
@@ -207,13 +209,18 @@ def main(argv: list[str] | None = None) -> int:
             Plugin("podnet-cni (install-cni)", installed, podnet_node, podnet_conf),
         ]
         rows = []
+        work_add: list[float] = []
+        work_del: list[float] = []
         for plugin in plugins:
             plugin.call("ADD", "warm", pods[0])  # first-call costs (bridge creation, caches)
             plugin.call("DEL", "warm", pods[0])
-            rows.append((plugin, serial(plugin, pods[:args.pods]),
-                         parallel(plugin, pods[:args.parallel_pods], args.workers),
+            mark = log.stat().st_size
+            ser = serial(plugin, pods[:args.pods])
+            if plugin.binary != plugins[0].binary:  # the agent's own work, serial calls only
+                work_add += agent_work(log, "ADD", mark)
+                work_del += agent_work(log, "DEL", mark)
+            rows.append((plugin, ser, parallel(plugin, pods[:args.parallel_pods], args.workers),
                          version_start(plugin, 20)))
-        work_add, work_del = agent_work(log, "ADD"), agent_work(log, "DEL")
     print(f"{args.pods} serial ADD+DEL cycles; {args.parallel_pods} pods with {args.workers} "
           "calls in flight; milliseconds, whole process as a runtime sees it\n")
     print("| plugin | run | ADD p50 | ADD p95 | DEL p50 | DEL p95 | ADD+DEL p50 | VERSION p50 |")
@@ -233,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}, {run}: ADD+DEL {ratio:.2f}x the reference "
                   f"(goal <= {GOAL_CYCLE_RATIO}x: {verdict})")
     verdict = "met" if p50(work_add) <= GOAL_AGENT_ADD_MS else "NOT met"
-    print(f"agent-side ADD work: p50 {p50(work_add):.2f} ms, p95 {p95(work_add):.2f} ms "
-          f"(goal p50 <= {GOAL_AGENT_ADD_MS} ms: {verdict}); DEL p50 {p50(work_del):.2f} ms")
+    print(f"agent-side work of the serial calls: ADD p50 {p50(work_add):.2f} ms, "
+          f"p95 {p95(work_add):.2f} ms (goal p50 <= {GOAL_AGENT_ADD_MS} ms: {verdict}); "
+          f"DEL p50 {p50(work_del):.2f} ms")
     print(f"load average (1 min) at end: {os.getloadavg()[0]:.2f}")
     return 0
 

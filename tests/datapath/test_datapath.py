@@ -55,7 +55,8 @@ def test_a_wired_veth_routes_between_node_and_pod(make_netns: NetnsFactory) -> N
         with pytest.raises(veth.InterfaceExists):
             veth.create_veth(fast_node, "pntest0000002", pod.path, "eth0", 1450)
         assert (host_link.mac, host_link.mtu, host_link.up) == (veth.HOST_MAC, 1450, True)
-        pod_link = routes.configure_pod(fast_pod, "eth0", ip)
+        assert host_link.peer_index is not None
+        pod_link = routes.configure_pod(fast_pod, host_link.peer_index, "eth0", ip)
         routes.route_to_pod(fast_node, ip, host_link.index)
     finally:
         fast_node.close()

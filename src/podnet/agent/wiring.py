@@ -14,7 +14,7 @@ from pyroute2 import IPRoute
 
 from podnet.agent.endpoints import Endpoint
 from podnet.datapath import routes, rtnl, sysctl, veth
-from podnet.datapath.netns import NetnsGone
+from podnet.datapath.netns import DatapathError, NetnsGone
 from podnet.datapath.netns import rtnl as iproute_in
 from podnet.datapath.rtnl import Rtnl, open_rtnl
 
@@ -41,9 +41,11 @@ def wire_pod(node: Rtnl, ep: Endpoint) -> Wired:
     """Create and configure both ends for `ep`; nothing is left behind on failure."""
     host_link = veth.create_veth(node, ep.host_ifname, ep.netns, ep.ifname, ep.mtu)
     try:
+        if host_link.peer_index is None:
+            raise DatapathError(f"the kernel did not say where {ep.host_ifname}'s peer is")
         pod = open_rtnl(ep.netns)
         try:
-            pod_link = routes.configure_pod(pod, ep.ifname, ep.ip)
+            pod_link = routes.configure_pod(pod, host_link.peer_index, ep.ifname, ep.ip)
         finally:
             pod.close()
         sysctl.enable_proxy_arp(ep.host_ifname)

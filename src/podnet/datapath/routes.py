@@ -45,17 +45,20 @@ def bring_up_loopback(ipr: IPRoute) -> None:
         raise DatapathError(f"cannot bring up loopback: {err}") from err
 
 
-def configure_pod(pod: Rtnl, ifname: str, address: ipaddress.IPv4Address) -> Link:
-    """Loopback up, `ifname` up with `address/32`, the pinned gateway, the default route."""
-    (found,) = pod.run(rtnl.get_link(ifname))
-    link = link_of(found)
-    pod.run(
+def configure_pod(pod: Rtnl, index: int, ifname: str, address: ipaddress.IPv4Address) -> Link:
+    """Loopback up, interface `index` up with `address/32`, the pinned gateway, the default
+    route; returns the interface as configured (checking that `index` is `ifname`)."""
+    (found,) = pod.run(
         rtnl.link_up(LOOPBACK_INDEX),
-        rtnl.link_up(link.index),
-        rtnl.add_address(link.index, address, 32),
-        rtnl.pin_neighbour(link.index, GATEWAY, HOST_MAC),
-        rtnl.route(DEFAULT, link.index, GATEWAY, onlink=True),
+        rtnl.link_up(index),
+        rtnl.add_address(index, address, 32),
+        rtnl.pin_neighbour(index, GATEWAY, HOST_MAC),
+        rtnl.route(DEFAULT, index, GATEWAY, onlink=True),
+        rtnl.get_link(ifname),
     )
+    link = link_of(found)
+    if link.index != index:
+        raise DatapathError(f"{ifname} is interface {link.index}, not {index}, in the pod")
     return link
 
 
