@@ -49,11 +49,12 @@ def test_a_wired_veth_routes_between_node_and_pod(make_netns: NetnsFactory) -> N
     node.run("ip", "link", "set", "lo", "up")
     node.run("ip", "addr", "add", "192.0.2.11/32", "dev", "lo")
     ip = ipaddress.IPv4Address("10.244.9.5")
+    host = veth.host_ifname("t1", "eth0")
     fast_node, fast_pod = open_rtnl(node.path), open_rtnl(pod.path)
     try:
-        host_link = veth.create_veth(fast_node, "pntest0000001", pod.path, "eth0", 1450)
+        host_link = veth.create_veth(fast_node, host, pod.path, "eth0", 1450)
         with pytest.raises(veth.InterfaceExists):
-            veth.create_veth(fast_node, "pntest0000002", pod.path, "eth0", 1450)
+            veth.create_veth(fast_node, veth.host_ifname("t2", "eth0"), pod.path, "eth0", 1450)
         assert (host_link.mac, host_link.mtu, host_link.up) == (veth.HOST_MAC, 1450, True)
         assert host_link.peer_index is not None
         pod_link = routes.configure_pod(fast_pod, host_link.peer_index, "eth0", ip)
@@ -67,9 +68,9 @@ def test_a_wired_veth_routes_between_node_and_pod(make_netns: NetnsFactory) -> N
         assert seen.addresses == {ipaddress.IPv4Interface(f"{ip}/32")}
         assert (seen.default_gateway, seen.gateway_mac) == (routes.GATEWAY, veth.HOST_MAC)
         assert routes.route_oif(n, ip) == host_link.index
-        assert veth.list_host_veths(n) == ["pntest0000001"]
-        assert veth.delete_veth(n, "pntest0000001") is True
-        assert veth.delete_veth(n, "pntest0000001") is False
+        assert veth.list_host_veths(n) == [host]
+        assert veth.delete_veth(n, host) is True
+        assert veth.delete_veth(n, host) is False
     assert pod.links() == ["lo"]
 
 

@@ -49,7 +49,9 @@ def host_ifname(container_id: str, ifname: str) -> str:
 
 
 def is_host_ifname(name: str) -> bool:
-    return len(name) == 13 and name.startswith(HOST_PREFIX)
+    """Whether `name` has the shape of `host_ifname`'s names (resync removes leaked ones)."""
+    suffix = name.removeprefix(HOST_PREFIX)
+    return len(name) == 13 and suffix != name and all(c in "0123456789abcdef" for c in suffix)
 
 
 def get_link(ipr: IPRoute, name: str) -> Link | None:
