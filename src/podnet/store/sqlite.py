@@ -52,6 +52,7 @@ SCHEMA_VERSION = 1
 # a watch from before then gets Compacted and lists again (as from etcd after compaction).
 HISTORY = 100_000
 COMPACT_EVERY = 1_000
+CHECKPOINT_EVERY = 100
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -119,6 +120,9 @@ class _Writer:
                 if s._db.in_transaction:
                     s._db.execute("ROLLBACK")
                 fcntl.flock(s._writers, fcntl.LOCK_UN)
+            s._commits += 1
+            if s._commits % CHECKPOINT_EVERY == 0:
+                s.checkpoint()
         finally:
             s._lock.release()
 
@@ -133,6 +137,7 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._writer = _Writer(self)
+        self._commits = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writers = os.open(f"{self.path}-writers", os.O_RDWR | os.O_CREAT, 0o644)
@@ -142,6 +147,7 @@ class SqliteStore:
             if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                 raise Unavailable(f"{self.path}: cannot switch the store to WAL mode")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoint()
             with self.transaction() as db:
                 _ensure_schema(db, self.path)
         except (OSError, sqlite3.Error) as err:
@@ -149,6 +155,8 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._commits:
+                self.checkpoint()
             self._db.close()
             os.close(self._writers)
 
@@ -163,6 +171,16 @@ class SqliteStore:
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction (nested calls join the outer one); rolled back on any error."""
         return self._writer
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (and fsync), beside the writers, not before them.
+
+        SQLite's automatic checkpoint would run inside a COMMIT, so every queued writer would
+        wait for its fsync; each connection checkpoints every CHECKPOINT_EVERY commits instead,
+        after its turn, and when it closes.
+        """
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def query_one(self, sql: str, args: Sequence[object]) -> Any:
         """The first row of one SELECT (atomic on its own), inside a transaction or not."""
