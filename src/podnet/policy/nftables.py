@@ -147,6 +147,7 @@ class _Compiler:
         # A policy's chain is built once per direction (ingress: per named-port signature).
         self._policy_chains: dict[tuple[Direction, str, int], str] = {}
         self._peer_matches: dict[tuple[int, str], Json] = {}  # by (id(rule), field)
+        self._address_sets: dict[tuple[tuple[int, int], ...], str] = {}
         self._addresses = [self._pod_addresses(p) for p in res.pods]
 
     # -- the document ----------------------------------------------------------------------
@@ -290,8 +291,12 @@ class _Compiler:
         return self._peer_matches[key]
 
     def _address_match(self, field: str, ranges: Ranges) -> Json:
-        elements = [_address_element(self.family, lo, hi) for lo, hi in ranges]
-        name = self._set(f"peers-{_digest(elements)}", self.family.addr_type, elements)
+        key = tuple(ranges)
+        name = self._address_sets.get(key)
+        if name is None:
+            elements = [_address_element(self.family, lo, hi) for lo, hi in ranges]
+            name = self._address_sets[key] = self._set(f"peers-{_digest(elements)}",
+                                                       self.family.addr_type, elements)
         return _match(self._addr(field), f"@{name}")
 
     def _ports(self, ports: PortSet) -> list[Json]:
