@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
-from test_engine_vs_oracle import clusters, probe_ports
+from hypothesis import strategies as st
+from test_engine_vs_oracle import clusters
 
 from podnet.model import Cluster, IPAddress, Pod, Protocol, load_cluster
 from podnet.policy import Engine
@@ -251,6 +252,8 @@ def test_the_ruleset_grows_with_pods_plus_policies(tmp_path: Path) -> None:
 # -- the table, evaluated packet by packet, against the engine on random clusters ------------
 
 NODES = {"node-1": "192.0.2.1", "node-2": "192.0.2.2"}  # as test_engine_vs_oracle draws them
+PROBE_PORTS = st.lists(st.sampled_from([53, 79, 80, 81, 82, 90, 8080]), min_size=1, max_size=3,
+                       unique=True)
 UNDERLAY = "eth0"  # the node's interface towards other nodes and the outside
 
 
@@ -370,7 +373,7 @@ def kernel_allows(tables: dict[str, Table], veths: dict[str, str], src: Pod | IP
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(clusters(), probe_ports)
+@given(clusters(), PROBE_PORTS)
 def test_the_rendered_tables_decide_as_the_engine(cluster: Cluster, ports: list[int]) -> None:
     engine = Engine(cluster)
     veths = {p.key: f"pnv{i}" for i, p in enumerate(cluster.pods)}
