@@ -173,3 +173,25 @@ def test_ipam_show_and_deleting_a_node_frees_its_subnet(
     assert run(capsys, "delete", "node", "node-a")[1] == "node/node-a deleted\n"
     doc = json.loads(run(capsys, "ipam", "show", "-o", "json")[1])
     assert [n["node"] for n in doc["nodes"]] == ["node-b"]
+
+
+def test_nodes_are_listed_with_their_subnet(url: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A node registered by its agent only (a lease) is a node too; a Node object gets its CIDR."""
+    run(capsys, "apply", "-f", manifest(tmp_path, """
+kind: Node
+metadata: {name: node-a, labels: {zone: z1}}
+"""))
+    with open_store(url) as store:
+        ipam.register_node(store, "node-a")
+        ipam.register_node(store, "node-b", attrs={"publicIP": "192.0.2.12"})
+    table = run(capsys, "get", "nodes")[1].splitlines()
+    assert [line.split() for line in table] == [
+        ["NAME", "POD-CIDR", "INTERNAL-IP"],
+        ["node-a", "10.244.0.0/24", "<none>"],
+        ["node-b", "10.244.1.0/24", "192.0.2.12"]]
+    one = json.loads(run(capsys, "get", "node", "node-a", "-o", "json")[1])
+    assert one["spec"]["podCIDR"] == "10.244.0.0/24" and one["metadata"]["labels"] == {"zone": "z1"}
+    doc = json.loads(run(capsys, "get", "nodes", "-l", "zone=z1", "-o", "json")[1])
+    assert [n["metadata"]["name"] for n in doc["items"]] == ["node-a"]
+    assert run(capsys, "get", "node", "node-z")[0] == 1

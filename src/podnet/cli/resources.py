@@ -148,7 +148,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     kind = resolve_kind(args.kind)
     with open_store(args.store) as store:
-        if args.names:
+        if kind == "Node":
+            found = nodes(store, args.selector, args.names)
+        elif args.names:
             found = [store.get(key_of(kind, args.namespace, n)) for n in args.names]
         else:
             namespace = None if args.all_namespaces or kind in CLUSTER_KINDS else args.namespace
@@ -202,6 +204,36 @@ def with_endpoints(store: Store, pods: list[Resource]) -> list[Resource]:
     return result
 
 
+def nodes(store: Store, selector: LabelSelector | None, names: Sequence[str]) -> list[Resource]:
+    """Node objects, and nodes known only by their agent's subnet lease, with their subnet.
+
+    As kubelet registers its Node, an agent registers a lease: both make a node. Each gets
+    `spec.podCIDR(s)` from its lease and its underlay address as `InternalIP`, if unset.
+    """
+    found = {r.name: r for r in store.list("Node", None, selector).items}
+    for lease_resource in store.list(ipam.LEASE_KIND).items:
+        lease = ipam.lease_of(lease_resource)
+        node = found.get(lease.node)
+        if node is None:
+            if selector is not None and not selector.matches({}):
+                continue
+            node = Resource(Key("Node", "", lease.node), {
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": lease.node}},
+                lease_resource.revision, lease_resource.created)
+        body = copy.deepcopy(dict(node.body))
+        spec = body.setdefault("spec", {})
+        spec.setdefault("podCIDR", str(lease.subnet))
+        spec.setdefault("podCIDRs", [str(lease.subnet)])
+        if "publicIP" in lease.attrs:
+            body.setdefault("status", {}).setdefault("addresses", [
+                {"type": "InternalIP", "address": lease.attrs["publicIP"]}])
+        found[lease.node] = Resource(node.key, body, node.revision, node.created, node.lease)
+    for name in names:
+        if name not in found:
+            raise NotFound(f"Node {name} not found")
+    return [found[n] for n in (names or sorted(found))]
+
+
 def columns(kind: str, found: Sequence[Resource], wide: bool) -> tuple[list[str], list[list[str]]]:
     headers = ["name"]
     extra: list[tuple[str, Any]] = []
@@ -215,6 +247,11 @@ def columns(kind: str, found: Sequence[Resource], wide: bool) -> tuple[list[str]
         extra = [("subnet", lambda b: b["spec"]["subnet"])]
         if wide:
             extra.append(("attrs", lambda b: labels_text(b["spec"].get("attrs") or {})))
+    elif kind == "Node":
+        extra = [("pod-cidr", lambda b: (b.get("spec") or {}).get("podCIDR", "<none>")),
+                 ("internal-ip", lambda b: next(
+                     (a.get("address") for a in (b.get("status") or {}).get("addresses") or []
+                      if a.get("type") == "InternalIP"), "<none>"))]
     elif kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         extra = [("replicas", lambda b: (b.get("spec") or {}).get("replicas", 1))]
     if wide or kind == "Namespace":
