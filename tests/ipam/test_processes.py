@@ -2,6 +2,7 @@
 
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -68,6 +69,10 @@ def test_killed_allocators_leave_a_consistent_store(store: Store, store_url: str
             assert all(r.attachment.container_id.startswith(f"junk{trial}-") for r in released)
             assert {r.attachment: r.ip for r in survivor.reservations()} == valid
             assert survivor.allocate(Attachment("valid-0")) == valid[Attachment("valid-0")]
+    if store_url.startswith("sqlite://"):  # and the file itself is sound
+        db = sqlite3.connect(store_url.removeprefix("sqlite://"))
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        db.close()
 
 
 @pytest.mark.slow

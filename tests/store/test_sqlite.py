@@ -49,3 +49,20 @@ def test_store_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unusable_urls(url: str) -> None:
     with pytest.raises(Unavailable):
         open_store(url)
+
+
+def test_a_file_that_is_not_a_store_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "state.db").write_bytes(b"not a database, just some bytes" * 100)
+    with pytest.raises(Unavailable, match="cannot open store"):
+        open_store(f"sqlite://{tmp_path}/state.db")
+
+
+def test_a_store_that_became_read_only_is_unavailable(tmp_path: Path) -> None:
+    """Errors while writing (here: the database turned read-only) are Unavailable, not SQLite's."""
+    with open_store(f"sqlite://{tmp_path}/state.db") as store:
+        store.create(Key("Namespace", "", "x"), {})
+        assert isinstance(store, SqliteStore)
+        store.query_one("PRAGMA query_only = ON", ())
+        with pytest.raises(Unavailable, match="readonly"):
+            store.create(Key("Namespace", "", "y"), {})
+        assert [r.name for r in store.list("Namespace").items] == ["x"]

@@ -107,7 +107,8 @@ class _Writer:
         s._depth = 1
         return s._db
 
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 _: object) -> None:
         s = self._store
         try:
             s._depth -= 1
@@ -120,6 +121,8 @@ class _Writer:
                 if s._db.in_transaction:
                     s._db.execute("ROLLBACK")
                 fcntl.flock(s._writers, fcntl.LOCK_UN)
+            if isinstance(exc, sqlite3.OperationalError):  # locked too long, disk full, read-only
+                raise Unavailable(f"store {s.path}: {exc}") from exc
             s._commits += 1
             if s._commits % CHECKPOINT_EVERY == 0:
                 s.checkpoint()
@@ -185,7 +188,10 @@ class SqliteStore:
     def query_one(self, sql: str, args: Sequence[object]) -> Any:
         """The first row of one SELECT (atomic on its own), inside a transaction or not."""
         with self._lock:
-            return self._db.execute(sql, args).fetchone()
+            try:
+                return self._db.execute(sql, args).fetchone()
+            except sqlite3.OperationalError as err:
+                raise Unavailable(f"store {self.path}: {err}") from err
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -197,6 +203,8 @@ class SqliteStore:
             self._execute("BEGIN")
             try:
                 yield self._db
+            except sqlite3.OperationalError as err:
+                raise Unavailable(f"store {self.path}: {err}") from err
             finally:
                 self._db.execute("COMMIT")
 
