@@ -15,7 +15,7 @@ import ctypes
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -88,22 +88,39 @@ def run_in(path: str, make: Callable[[], T]) -> T:
 
     For what keeps the namespace it was made in (a socket): the caller's namespace is untouched.
     """
-    result: list[T] = []
+    (outcome,) = run_in_each([(path, make)])
+    if isinstance(outcome, OSError):
+        raise outcome
+    return outcome
+
+
+def run_in_each(calls: Sequence[tuple[str, Callable[[], T]]]) -> list[T | OSError]:
+    """Each `make()` called in its namespace, in turn, by one throwaway thread.
+
+    Starting a thread costs about a hundred setns calls, so many namespaces are visited by one
+    thread. An OSError (a namespace gone, a socket refused) is that call's outcome; any other
+    exception is raised here.
+    """
+    outcomes: list[T | OSError] = []
     failure: list[BaseException] = []
 
     def work() -> None:
-        try:
-            _join(path)
-            result.append(make())
-        except BaseException as err:
-            failure.append(err)
+        for path, make in calls:
+            try:
+                _join(path)
+                outcomes.append(make())
+            except OSError as err:
+                outcomes.append(err)
+            except BaseException as err:
+                failure.append(err)
+                return
 
     worker = threading.Thread(target=work, name="podnet-netns")
     worker.start()
     worker.join()
     if failure:
         raise failure[0]
-    return result[0]
+    return outcomes
 
 
 def socket_in(path: str, family: int, type: int, proto: int = 0) -> socket.socket:
