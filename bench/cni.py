@@ -2,14 +2,16 @@
 
 Both plugins are run as a runtime runs them, one process per call, from inside their own node
 namespace (`nsenter --net=<node>`), on pod namespaces made the same way and reused by both:
-- podnet: `.venv/bin/podnet-cni`, forwarding to `podnet agent` in its node namespace;
-- reference: the Debian containernetworking-plugins `bridge` with `host-local` IPAM.
+- reference: the Debian containernetworking-plugins `bridge` with `host-local` IPAM;
+- podnet: `.venv/bin/podnet-cni`, and the plugin `podnet install-cni` writes for a runtime,
+  both forwarding to one `podnet agent` in their node namespace.
 Each call is timed whole (exec, plugin, kernel work), serially (ADD then DEL per pod) and with
-16 calls in flight (all ADDs, then all DELs). The agent logs each request's own duration,
-which gives the agent-side ADD work. Start-up cost is VERSION's, which does no work.
+16 calls in flight (all ADDs of a round, then all DELs). Calls alternate between the plugins,
+so that on a shared machine every plugin meets the same load. The agent logs each request's own
+duration, which gives the agent-side work. Start-up cost is VERSION's, which does no work.
 
     .venv/bin/python bench/cni.py                 # about a minute on 2 cores
-    .venv/bin/python bench/cni.py --pods 100 --parallel-pods 128
+    .venv/bin/python bench/cni.py --pods 100 --rounds 4
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 VENV_BIN = Path(sys.executable).parent
@@ -66,6 +68,13 @@ class Plugin:
             raise BenchError(f"{self.name} {command} {container_id}: {done.stdout!r} "
                              f"{done.stderr!r}")
         return took
+
+    def version(self) -> float:
+        """VERSION's wall-clock milliseconds: process start-up, no work."""
+        started = time.perf_counter()
+        subprocess.run([str(self.binary)], input=b'{"cniVersion":"1.0.0"}',
+                       env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=True)
+        return (time.perf_counter() - started) * 1000
 
 
 def ip_netns(*argv: str) -> None:
@@ -124,38 +133,39 @@ def install_cni(work: Path, sock: str) -> Path:
 
 @dataclass
 class Figures:
-    add: list[float]
-    delete: list[float]
+    """One plugin's latencies (ms), per kind of call."""
+
+    serial_add: list[float] = field(default_factory=list)
+    serial_del: list[float] = field(default_factory=list)
+    parallel_add: list[float] = field(default_factory=list)
+    parallel_del: list[float] = field(default_factory=list)
+    version: list[float] = field(default_factory=list)
 
 
-def serial(plugin: Plugin, pods: list[str]) -> Figures:
-    """ADD then DEL, one pod at a time."""
-    out = Figures([], [])
-    for i, pod in enumerate(pods):
-        out.add.append(plugin.call("ADD", f"s{i}", pod))
-        out.delete.append(plugin.call("DEL", f"s{i}", pod))
-    return out
+def in_parallel(plugin: Plugin, command: str, pods: list[str], tag: str,
+                workers: int) -> list[float]:
+    """`command` for every pod with `workers` calls in flight."""
+    call: Callable[[int], float] = lambda i: plugin.call(command, f"{tag}{i}", pods[i])  # noqa: E731
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(call, range(len(pods))))
 
 
-def parallel(plugin: Plugin, pods: list[str], workers: int) -> Figures:
-    """Every ADD with `workers` in flight, then every DEL the same way."""
-    def each(command: str) -> list[float]:
-        call: Callable[[int], float] = lambda i: plugin.call(command, f"p{i}", pods[i])  # noqa: E731
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(call, range(len(pods))))
-    added = each("ADD")
-    return Figures(added, each("DEL"))
-
-
-def version_start(plugin: Plugin, runs: int) -> float:
-    """p50 milliseconds of VERSION: process start, no work."""
-    took = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([str(plugin.binary)], input=b'{"cniVersion":"1.0.0"}',
-                       env={"CNI_COMMAND": "VERSION"}, capture_output=True, check=True)
-        took.append((time.perf_counter() - started) * 1000)
-    return statistics.median(took)
+def measure(plugins: list[Plugin], pods: list[str], cycles: int, rounds: int,
+            parallel_pods: int, workers: int) -> dict[str, Figures]:
+    """Every measurement alternates between the plugins, so that all meet the same load."""
+    figures = {plugin.name: Figures() for plugin in plugins}
+    for i in range(cycles):
+        for plugin in plugins:
+            fig = figures[plugin.name]
+            fig.serial_add.append(plugin.call("ADD", f"s{i}", pods[i]))
+            fig.serial_del.append(plugin.call("DEL", f"s{i}", pods[i]))
+            fig.version.append(plugin.version())
+    for r in range(rounds):
+        for plugin in plugins:
+            fig = figures[plugin.name]
+            fig.parallel_add += in_parallel(plugin, "ADD", pods[:parallel_pods], f"p{r}-", workers)
+            fig.parallel_del += in_parallel(plugin, "DEL", pods[:parallel_pods], f"p{r}-", workers)
+    return figures
 
 
 def p50(values: list[float]) -> float:
@@ -166,12 +176,10 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
-def agent_work(log: Path, command: str, since: int) -> list[float]:
-    """The agent's own duration of each successful `command` logged after byte `since`."""
-    pattern = re.compile(rf"INFO: {command} \S+: ok in ([0-9.]+) ms")
-    with log.open() as text:
-        text.seek(since)
-        return [float(m.group(1)) for m in pattern.finditer(text.read())]
+def agent_work(log: Path, command: str) -> list[float]:
+    """The agent's own duration of each serial `command` (container IDs s0, s1, ...)."""
+    pattern = re.compile(rf"INFO: {command} s[0-9]+/eth0: ok in ([0-9.]+) ms")
+    return [float(m.group(1)) for m in pattern.finditer(log.read_text())]
 
 
 def machine() -> list[str]:
@@ -185,7 +193,8 @@ def machine() -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pods", type=int, default=40, help="serial ADD+DEL cycles (40)")
-    parser.add_argument("--parallel-pods", type=int, default=64, help="pods in the parallel run")
+    parser.add_argument("--parallel-pods", type=int, default=32, help="pods per parallel round")
+    parser.add_argument("--rounds", type=int, default=2, help="parallel rounds (2)")
     parser.add_argument("--workers", type=int, default=16, help="calls in flight (16)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -208,30 +217,25 @@ def main(argv: list[str] | None = None) -> int:
             Plugin("podnet-cni", VENV_BIN / "podnet-cni", podnet_node, podnet_conf),
             Plugin("podnet-cni (install-cni)", installed, podnet_node, podnet_conf),
         ]
-        rows = []
-        work_add: list[float] = []
-        work_del: list[float] = []
         for plugin in plugins:
             plugin.call("ADD", "warm", pods[0])  # first-call costs (bridge creation, caches)
             plugin.call("DEL", "warm", pods[0])
-            mark = log.stat().st_size
-            ser = serial(plugin, pods[:args.pods])
-            if plugin.binary != plugins[0].binary:  # the agent's own work, serial calls only
-                work_add += agent_work(log, "ADD", mark)
-                work_del += agent_work(log, "DEL", mark)
-            rows.append((plugin, ser, parallel(plugin, pods[:args.parallel_pods], args.workers),
-                         version_start(plugin, 20)))
-    print(f"{args.pods} serial ADD+DEL cycles; {args.parallel_pods} pods with {args.workers} "
-          "calls in flight; milliseconds, whole process as a runtime sees it\n")
+        figures = measure(plugins, pods, args.pods, args.rounds, args.parallel_pods, args.workers)
+        work_add, work_del = agent_work(log, "ADD"), agent_work(log, "DEL")
+    print(f"{args.pods} serial ADD+DEL cycles; {args.rounds} rounds of {args.parallel_pods} "
+          f"pods with {args.workers} calls in flight; calls alternate between the plugins; "
+          "milliseconds, whole process as a runtime sees it\n")
     print("| plugin | run | ADD p50 | ADD p95 | DEL p50 | DEL p95 | ADD+DEL p50 | VERSION p50 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     cycles = {}
-    for plugin, ser, par, start in rows:
-        for run, fig in (("serial", ser), (f"{args.workers} parallel", par)):
-            cycle = p50(fig.add) + p50(fig.delete)
-            cycles[(plugin.name, run)] = cycle
-            print(f"| {plugin.name} | {run} | {p50(fig.add):.1f} | {p95(fig.add):.1f} | "
-                  f"{p50(fig.delete):.1f} | {p95(fig.delete):.1f} | {cycle:.1f} | {start:.1f} |")
+    for name, fig in figures.items():
+        runs = (("serial", fig.serial_add, fig.serial_del),
+                (f"{args.workers} parallel", fig.parallel_add, fig.parallel_del))
+        for run, add, delete in runs:
+            cycle = p50(add) + p50(delete)
+            cycles[(name, run)] = cycle
+            print(f"| {name} | {run} | {p50(add):.1f} | {p95(add):.1f} | {p50(delete):.1f} | "
+                  f"{p95(delete):.1f} | {cycle:.1f} | {p50(fig.version):.1f} |")
     print()
     for name in ("podnet-cni", "podnet-cni (install-cni)"):
         for run in ("serial", f"{args.workers} parallel"):
