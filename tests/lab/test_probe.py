@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from netns import Netns, NetnsFactory
+from podnet.datapath.netns import rtnl
 from podnet.lab import Reachability
 from podnet.lab.probe import (
     Answer,
@@ -259,3 +260,27 @@ def test_serve_answers_for_a_pod_until_terminated(pods: Pods) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_one_server_serves_500_pods_on_4_sockets_each(make_netns: NetnsFactory) -> None:
+    # 500 pods, namespaces without links: each pod probes itself on 127.0.0.1 (lo is enough)
+    ports = [(80, TCP), (80, UDP), (81, TCP), (81, UDP)]
+    netns = {PodString(f"scale/p{i}"): make_netns("scale").path for i in range(500)}
+    for path in netns.values():
+        with rtnl(path) as ipr:
+            ipr.link("set", index=1, state="up")
+    lo = ipaddress.ip_address("127.0.0.1")
+    with ProbeServer() as server:
+        for pod, path in netns.items():
+            server.add(pod, path, ports)
+        jobs = [ProbeJob(pod, path, pod, lo, port, proto)
+                for pod, path in netns.items() for port, proto in [*ports, (90, TCP)]]
+        results = run_probes(jobs, timeout=30)
+    assert len(results) == 2500
+    for r in results:
+        if r.job.port == 90:
+            assert r.error == "connection refused"
+        else:
+            assert (r.answered_by, r.source_ip) == (r.job.dst, lo), r.error
