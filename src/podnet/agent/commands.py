@@ -54,6 +54,8 @@ def cmd_add(args: CniArgs, conf: NetConf, env: Env) -> Result:
         wired = wiring.wire_pod(env.netlink(), ep)
         undo.callback(wiring.unwire_pod, env.rtnl(), ep.host_ifname)
         env.record(ep)
+        undo.callback(env.forget, args.container_id, args.ifname)
+        env.admit(ep)  # isolated, if a policy selects it, before the runtime sees the pod
         undo.pop_all()  # success: keep everything
     log.info("%s/%s: %s on %s", args.container_id, args.ifname, ep.ip, ep.host_ifname)
     return Result(

@@ -21,6 +21,7 @@ from podnet.agent import server, wiring
 from podnet.agent.endpoints import leaked_veths
 from podnet.agent.env import Env
 from podnet.agent.overlay import OverlaySync, start_overlay
+from podnet.agent.policy import PolicySync
 from podnet.datapath import routes, sysctl, veth
 from podnet.datapath.netns import DatapathError, assert_not_root, current_netns, rtnl
 from podnet.datapath.overlay import BACKENDS, find_underlay
@@ -111,6 +112,9 @@ def run(config: AgentConfig) -> int:
     sock = server.listen(config.socket)
     if node.overlay is not None:
         start_overlay(env.store, node.overlay, stop)
+    policy = PolicySync(config.node, env.store)
+    env.admit = policy.admit
+    policy.start(stop)
     try:
         server.serve(sock, env, stop)
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 
 from pyroute2 import IPRoute
@@ -33,6 +33,8 @@ class Env:
         self.lease = lease
         self.mtu = mtu
         self.allocator = ipam.pod_allocator(store, lease)
+        # Called by ADD with its endpoint before it returns: the node's policy for the pod.
+        self.admit: Callable[[Endpoint], None] = lambda endpoint: None
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._local = threading.local()
         self._handles: list[IPRoute] = []

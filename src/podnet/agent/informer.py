@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from types import MappingProxyType
 
 from podnet.store.base import Compacted, EventType, Key, Resource, ResourceStore, StoreError, Watch
@@ -25,14 +26,17 @@ class Informer:
 
     def __init__(self, store: ResourceStore, kinds: Iterable[str],
                  on_change: Callable[[Snapshot], None], poll: float = 0.05,
-                 retry: float = 1.0) -> None:
+                 retry: float = 1.0, lock: AbstractContextManager[object] | None = None) -> None:
         self.store = store
         self.kinds = frozenset(kinds)
         self.on_change = on_change
         self.poll = poll
         self.retry = retry
+        # Held while the copy changes and while on_change runs: others may drain() under it.
+        self.lock = lock if lock is not None else threading.RLock()
         self._objects: dict[str, dict[Key, Resource]] = {k: {} for k in self.kinds}
         self.revision = 0
+        self._listed = False
 
     def snapshot(self) -> Snapshot:
         return MappingProxyType({k: MappingProxyType(v) for k, v in self._objects.items()})
@@ -44,6 +48,18 @@ class Informer:
         for kind in self.kinds:
             self._objects[kind] = {r.key: r for r in self.store.list(kind).items}
         self.revision = revision
+        self._listed = True
+
+    def refresh(self) -> None:
+        """Catch up with the store now (from the caller's thread, under `lock`)."""
+        with self.lock:
+            if self._listed:
+                try:
+                    self.drain()
+                    return
+                except Compacted:
+                    pass
+            self.relist()
 
     def drain(self) -> bool:
         """Apply everything the store has after our revision; True if anything changed."""
@@ -64,18 +80,18 @@ class Informer:
 
         A failed reconciliation is tried again after `retry` seconds even without changes.
         """
-        listed = failed = False
+        failed = False
         while not stop.is_set():
             try:
-                if not listed:
-                    self.relist()
-                    listed = True
-                    failed = not self._notify()
-                elif self.drain() or failed:
-                    failed = not self._notify()
+                with self.lock:
+                    if not self._listed:
+                        self.relist()
+                        failed = not self._notify()
+                    elif self.drain() or failed:
+                        failed = not self._notify()
             except Compacted:
                 log.warning("watch history compacted at %d: listing again", self.revision)
-                listed = False
+                self._listed = False
                 continue
             except StoreError as err:
                 log.warning("store: %s; retrying in %.1fs", err, self.retry)

@@ -7,7 +7,7 @@ from typing import Any
 
 from podnet import ipam
 from podnet.cli.output import print_json, print_table
-from podnet.cli.resources import add_store
+from podnet.cli.resources import add_store, store_of
 from podnet.store import NotFound, Store, open_store
 
 
@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with open_store(args.store) as store:
+    with open_store(store_of(args)) as store:
         report = usage(store, args.node)
     if args.output == "json":
         print_json(report)

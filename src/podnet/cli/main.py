@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from podnet.cli import agent, ipam, policy, resources
-from podnet.errors import PodnetError
+from podnet.cli import agent, ipam, lab, policy, resources
+from podnet.errors import PodnetError, UsageError
 
 # Each module adds its subcommands; a handler takes the parsed args and returns the exit code.
-COMMANDS: tuple[ModuleType, ...] = (policy, agent, resources, ipam)
+COMMANDS: tuple[ModuleType, ...] = (policy, resources, ipam, agent, lab)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args)
+    except UsageError as err:
+        print(f"podnet: {err}", file=sys.stderr)
+        return 2
     except PodnetError as err:
         print(f"podnet: {err}" if "\n" not in str(err) else str(err), file=sys.stderr)
         return 1

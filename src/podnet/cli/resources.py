@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from podnet.model import (
 from podnet.model.load import CLUSTER_SCOPED, read_manifests
 from podnet.model.names import label_key_errors, label_value_errors
 from podnet.store import (
+    ENV,
     Key,
     NotFound,
     Resource,
@@ -108,9 +110,22 @@ def add_namespace(parser: argparse.ArgumentParser, all_namespaces: bool = False)
 
 
 def add_store(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", metavar="URL",
-                        help="store URL (default: $PODNET_STORE, else sqlite:///var/lib/podnet/"
-                             "state.db as root, ~/.local/state/podnet/state.db otherwise)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--store", metavar="URL",
+                       help="store URL (default: $PODNET_STORE, else the running lab's, else "
+                            "sqlite:///var/lib/podnet/state.db as root)")
+    which.add_argument("--lab", help="the store of this lab (default: the only lab running)")
+
+
+def store_of(args: argparse.Namespace) -> str | None:
+    """--store, --lab, $PODNET_STORE, the only lab running; None: the default store."""
+    from podnet.lab.state import choose, labs
+
+    if args.store or os.environ.get(ENV):
+        return str(args.store or os.environ[ENV])
+    if args.lab or labs():
+        return choose(args.lab).store_url
+    return None
 
 
 def selector(text: str) -> LabelSelector:
@@ -136,7 +151,7 @@ def key_of(kind: str, namespace: str, name: str) -> Key:
 # -- apply -------------------------------------------------------------------------------------
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    with open_store(args.store) as store:
+    with open_store(store_of(args)) as store:
         messages = apply_manifests(store, read_manifests(args.files))
     for line in messages:
         print(line)
@@ -147,7 +162,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_get(args: argparse.Namespace) -> int:
     kind = resolve_kind(args.kind)
-    with open_store(args.store) as store:
+    with open_store(store_of(args)) as store:
         if kind == "Node":
             found = nodes(store, args.selector, args.names)
         elif args.names:
@@ -287,7 +302,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
         manifests = known(read_manifests(args.files))
         keys = [manifest_key(m) for m in manifests]
     missing = []
-    with open_store(args.store) as store:
+    with open_store(store_of(args)) as store:
         for key in keys:
             if delete_one(store, key):
                 print(f"{ref(key.kind, key.name)} deleted")
@@ -330,7 +345,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         for k in remove:
             labels.pop(k, None)
 
-    with open_store(args.store) as store:
+    with open_store(store_of(args)) as store:
         modify(store, key, change)
     print(f"{ref(kind, args.name)} labeled")
     return 0

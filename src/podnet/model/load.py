@@ -19,6 +19,7 @@ import yaml
 from podnet.model.core import decode_namespace, decode_node, decode_pod
 from podnet.model.errors import FieldError, ManifestError, Problem
 from podnet.model.fields import Field
+from podnet.model.lab import Lab, decode_lab
 from podnet.model.names import dns_label_errors, dns_subdomain_errors
 from podnet.model.networkpolicy import decode_network_policy
 from podnet.model.objects import Cluster, Namespace, NetworkPolicy, Node, Pod
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml", ".json")
-CLUSTER_SCOPED = ("Namespace", "Node")
-KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node", *WORKLOAD_KINDS)
+CLUSTER_SCOPED = ("Namespace", "Node", "Lab")
+KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node", "Lab", *WORKLOAD_KINDS)
 
-Decoded = Namespace | Pod | NetworkPolicy | Node | Workload
+Decoded = Namespace | Pod | NetworkPolicy | Node | Workload | Lab
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def _assemble(decoded: list[tuple[Manifest, Decoded]], warnings: tuple[str, ...]
 
 def _decode(root: Field, m: Manifest) -> Decoded:
     name_f = root.get("metadata").get("name")
-    name_errors = dns_label_errors if m.kind == "Namespace" else dns_subdomain_errors
+    name_errors = dns_label_errors if m.kind in ("Namespace", "Lab") else dns_subdomain_errors
     for msg in name_errors(m.name):
         name_f.report(f"Invalid value: {m.name!r}: {msg}")
     if m.namespace is not None:
@@ -150,6 +151,8 @@ def _decode(root: Field, m: Manifest) -> Decoded:
         return decode_namespace(root, m.name)
     if m.kind == "Node":
         return decode_node(root, m.name)
+    if m.kind == "Lab":
+        return decode_lab(root, m.name)
     if m.kind == "Pod":
         return decode_pod(root, namespace, m.name)
     if m.kind == "NetworkPolicy":

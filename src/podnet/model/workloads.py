@@ -62,6 +62,12 @@ class Workload:
             pods.append(replace(self.template, name=name, labels=pod_labels, node_name=node_name))
         return pods
 
+    def owner(self, pod_name: str) -> tuple[str, str]:
+        """The (kind, name) a pod of this workload names as its controller."""
+        if self.kind == "Deployment":
+            return "ReplicaSet", pod_name.rsplit("-", 1)[0]
+        return self.kind, self.name
+
     def owns(self, owner_kind: str, owner_name: str) -> bool:
         """Whether a pod with this owner reference was made by this workload."""
         if self.kind == "Deployment":

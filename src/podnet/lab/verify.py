@@ -1,0 +1,80 @@
+"""The proof: the kernel's verdicts, probed pod to pod, equal the engine's for the lab's state.
+
+Expected comes from the engine on the cluster the lab's store describes (pods with the
+addresses their agents gave them, as the agents compile it). Observed comes from probes:
+a pod was reached if it answered, or if it refused the connection (a TCP reset or an ICMP
+port-unreachable can only come from the pod itself, so policy let the packet through);
+silence means dropped. So every pair is judged, whether or not its destination serves the port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from podnet.agent.endpoints import KIND as ENDPOINT_KIND
+from podnet.agent.endpoints import Endpoint
+from podnet.agent.policy import desired_cluster
+from podnet.lab.pods import probe_all
+from podnet.lab.prober import ProbeResult
+from podnet.lab.state import LabPaths
+from podnet.lab.truthtable import TruthTable
+from podnet.model import Protocol
+from podnet.policy import Engine, Probe
+from podnet.store import open_store
+
+REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Expected and observed tables of one probe, and the pairs where they differ."""
+
+    probe: Probe
+    expected: TruthTable
+    observed: TruthTable
+
+    @property
+    def mismatches(self) -> list[tuple[str, str]]:
+        return [(src, dst) for src, dst, same in self.expected.compare(self.observed).cells()
+                if same is False]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"port": self.probe.port, "protocol": str(self.probe.protocol),
+                "expected": _rows(self.expected), "observed": _rows(self.observed),
+                "mismatches": [{"from": s, "to": d} for s, d in self.mismatches]}
+
+
+def reached(result: ProbeResult) -> bool:
+    """Answered, or refused by the pod itself: either way policy let the packet through."""
+    return result.connected or REFUSED in (result.error or "")
+
+
+def verify(paths: LabPaths, ports: Sequence[int], protocols: Sequence[Protocol],
+           timeout: float = 1.0) -> tuple[list[str], list[Verification]]:
+    with open_store(paths.store_url) as store:
+        snapshot = {kind: {r.key: r for r in store.list(kind).items}
+                    for kind in ("Namespace", "Pod", "NetworkPolicy", ENDPOINT_KIND)}
+    endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
+    engine = Engine(desired_cluster(snapshot, endpoints))
+    pods, results = probe_all(paths, ports, protocols, timeout)
+    probes = [Probe(port, protocol) for port in ports for protocol in protocols]
+    verifications = []
+    for probe, matrix in zip(probes, engine.matrix(probes), strict=True):
+        expected, observed = TruthTable(pods), TruthTable(pods)
+        for src in pods:
+            for dst in pods:
+                expected.set(src, dst, matrix.allowed[src][dst])
+        for r in results:
+            if (r.job.port, r.job.protocol) == (probe.port, probe.protocol):
+                observed.set(r.job.src, r.job.dst, reached(r))
+        verifications.append(Verification(probe, expected, observed))
+    return pods, verifications
+
+
+def _rows(table: TruthTable) -> dict[str, dict[str, bool | None]]:
+    rows: dict[str, dict[str, bool | None]] = {}
+    for src, dst, value in table.cells():
+        rows.setdefault(src, {})[dst] = value
+    return rows
