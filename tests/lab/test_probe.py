@@ -12,6 +12,7 @@ import json
 import logging
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -208,6 +209,19 @@ def test_a_pod_is_served_once_and_sctp_is_skipped_with_a_warning(
     job = ProbeJob(a, pods.netns[a].path, PodString("z/sctp"), pods.ips[a], 84, TCP)
     (result,) = run_probes([job], timeout=5)
     assert result.answered_by == "z/sctp"
+
+
+@pytest.mark.netns
+def test_both_families_are_served_when_asked(pods: Pods, server: ProbeServer) -> None:
+    # one pod serving IPv4 and IPv6, probed over loopback from its own namespace
+    a = PodString("x/a")
+    server.add("z/v6", pods.netns[a].path, [(85, TCP), (85, UDP)],
+               families=(socket.AF_INET, socket.AF_INET6))
+    jobs = [ProbeJob(a, pods.netns[a].path, PodString("z/v6"), ipaddress.ip_address(ip), 85, p)
+            for ip in ("127.0.0.1", "::1") for p in (TCP, UDP)]
+    results = run_probes(jobs, timeout=5)
+    assert [(r.answered_by, r.source_ip) for r in results] == [
+        ("z/v6", ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "127.0.0.1", "::1", "::1")]
 
 
 @pytest.mark.netns

@@ -38,6 +38,7 @@ from podnet.model import IPAddress, Protocol
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_PARALLEL = 2048
+SPARE_FDS = 64  # left to the rest of the process while probing
 UDP_SENDS = 3  # evenly spread over the timeout
 REQUEST = b"podnet probe\n"
 NETNS_DIR = Path("/run/netns")
@@ -286,7 +287,8 @@ def run_probes(jobs: Sequence[ProbeJob], timeout: float = DEFAULT_TIMEOUT,
                parallel: int = DEFAULT_PARALLEL) -> list[ProbeResult]:
     """Every job probed, at most `parallel` at a time; one result per job, in order.
 
-    Never raises for a probe that fails: the failure is in its result.
+    Never raises for a probe that fails: the failure is in its result. `parallel` is lowered to
+    what the open-file limit leaves free, so that no probe fails for want of a socket.
     """
-    allow_many_sockets()
-    return _Run(jobs, timeout, parallel).run()
+    free = allow_many_sockets() - len(os.listdir("/proc/self/fd")) - SPARE_FDS
+    return _Run(jobs, timeout, max(1, min(parallel, free))).run()
