@@ -17,11 +17,13 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from netns import Netns, NetnsFactory
 from podnet.datapath.netns import DatapathError
@@ -357,3 +359,49 @@ def test_a_veth_created_after_the_table_is_isolated_from_its_first_packet(
     a, c = POD_IPS["x/a"], POD_IPS["y/c"]
     jobs = [(a, POD_IPS["x/b"], Probe(8080)), (c, POD_IPS["x/b"], Probe(8080))]
     assert routed.probe(jobs) == {jobs[0]: True, jobs[1]: False}
+
+
+def generated_clusters() -> st.SearchStrategy[Cluster]:
+    """The random clusters of tests/policy/test_engine_vs_oracle.py (every policy feature)."""
+    policy_tests = str(Path(__file__).resolve().parents[1] / "policy")
+    if policy_tests not in sys.path:
+        sys.path.insert(0, policy_tests)
+    from test_engine_vs_oracle import clusters
+
+    strategy: st.SearchStrategy[Cluster] = clusters()
+    return strategy
+
+
+def on_one_node(cluster: Cluster) -> Cluster:
+    """Every pod on this test's node; a host-network pod holds the node's address."""
+    node_ip = (ipaddress.IPv4Address(NODE_IP),)
+    return replace(cluster, pods=tuple(
+        replace(p, node_name="node-1", ips=node_ip if p.host_network else p.ips)
+        for p in cluster.pods))
+
+
+@pytest.mark.slow
+@settings(max_examples=5, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(generated_clusters(), st.sampled_from([53, 80, 81, 8080]))
+def test_kernel_verdicts_equal_the_engines_on_generated_clusters(
+        make_netns: NetnsFactory, generated: Cluster, port: int) -> None:
+    cluster = on_one_node(generated)
+    pod_ips = {p.key: str(p.ips[0]) for p in cluster.pods if not p.host_network}
+    outside = tuple(a for a in ("203.0.113.7", "203.0.113.200", "10.244.1.9", "192.0.2.77")
+                    if a not in pod_ips.values())
+    probes = (Probe(port), Probe(port, Protocol.UDP))
+    endpoints = [*pod_ips.values(), *([NODE_IP] if len(pod_ips) < len(cluster.pods) else [])]
+    jobs = [(s, d, p) for s, d in itertools.permutations(endpoints, 2) for p in probes]
+    jobs += [(a, b, p) for o in outside for ip in pod_ips.values() for a, b in ((o, ip), (ip, o))
+             for p in probes]
+    try:
+        with routed_node(make_netns, pod_ips, outside, probes) as lab:
+            lab.apply(cluster)
+            observed = lab.probe(jobs)
+    finally:
+        make_netns.cleanup()  # each example's namespaces, at once
+    expected = expected_verdicts(cluster, jobs)
+    wrong = [f"{s} -> {d} {p}: kernel {'allows' if observed[s, d, p] else 'denies'}"
+             for s, d, p in jobs if observed[s, d, p] != expected[s, d, p]]
+    assert not wrong, "\n".join(wrong)
