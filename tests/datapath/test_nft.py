@@ -27,7 +27,13 @@ from hypothesis import strategies as st
 
 from netns import Netns, NetnsFactory
 from podnet.datapath.netns import DatapathError
-from podnet.datapath.nft import apply_ruleset, comparable, list_table, rule_counters
+from podnet.datapath.nft import (
+    apply_ruleset,
+    comparable,
+    delete_table,
+    list_table,
+    rule_counters,
+)
 from podnet.model import Cluster, Protocol, load_cluster
 from podnet.policy import Engine, Probe
 from podnet.policy.nftables import NodePod, render
@@ -280,6 +286,10 @@ def test_apply_replaces_the_table_whole_and_lists_back_as_rendered(
     with pytest.raises(DatapathError, match=r"no_such_set|No such file"):
         apply_ruleset(broken, node)
     assert comparable(list_table(node)) == comparable(second)  # a failed change changes nothing
+    delete_table(node)
+    delete_table(node)  # absent is fine
+    with pytest.raises(DatapathError, match="No such file"):
+        list_table(node)
 
 
 def expected_verdicts(cluster: Cluster, jobs: list[tuple[str, str, Probe]]
