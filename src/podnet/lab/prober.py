@@ -115,8 +115,8 @@ class _Run:
                     if not self.active:  # all failed at once: nothing to wait for
                         continue
                 wait = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
-                for key, mask in self.selector.select(wait):
-                    self.on_event(key.data, mask)
+                for key, _ in self.selector.select(wait):
+                    self.on_event(key.data)
                 self.on_timers()
         finally:
             self.selector.close()
@@ -174,7 +174,7 @@ class _Run:
     def push(self, when: float, attempt: _Attempt) -> None:
         heapq.heappush(self.timers, (when, next(self.tie), attempt))
 
-    def on_event(self, attempt: _Attempt, mask: int) -> None:
+    def on_event(self, attempt: _Attempt) -> None:
         sock = attempt.sock
         if attempt.connecting:
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -234,16 +234,19 @@ class _Run:
         with contextlib.suppress(KeyError):  # not registered when connect failed at once
             self.selector.unregister(attempt.sock)
         attempt.sock.close()
-        self.results[attempt.index] = ProbeResult(
-            attempt.job, connected=answer is not None,
-            answered_by=answer.answered_by if answer else None,
-            source_ip=answer.source_ip if answer else None, error=error,
-            command=attempt.job.command(self.timeout), size=answer.size if answer else None,
-        )
+        self.record(attempt.index, answer, error)
 
     def finish_early(self, index: int, error: str) -> None:
+        self.record(index, None, error)
+
+    def record(self, index: int, answer: Answer | None, error: str | None) -> None:
         job = self.jobs[index]
-        self.results[index] = ProbeResult(job, False, None, None, error, job.command(self.timeout))
+        self.results[index] = ProbeResult(
+            job, connected=answer is not None,
+            answered_by=answer.answered_by if answer else None,
+            source_ip=answer.source_ip if answer else None, error=error,
+            command=job.command(self.timeout), size=answer.size if answer else None,
+        )
 
 
 @functools.cache
