@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from netns import Netns, NetnsFactory
-from podnet.datapath.netns import rtnl
+from podnet.datapath.netns import rtnl, socket_in
 from podnet.lab import Reachability
 from podnet.lab.probe import (
     Answer,
@@ -153,6 +153,20 @@ def test_every_pod_answers_every_pod_with_the_senders_own_address(
         assert r.error is None
     assert all(t.is_complete() and all(v for *_, v in t.cells())
                for t in truth_tables(results, PODS).values())
+
+
+@pytest.mark.netns
+def test_a_tcp_client_may_send_a_request_line_first(pods: Pods, server: ProbeServer) -> None:
+    # as a person with netcat would: a line in, the answer out, then the server closes
+    a, b = PodString("x/a"), PodString("x/b")
+    with socket_in(pods.netns[a].path, socket.AF_INET, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect((str(pods.ips[b]), 80))
+        client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := client.recv(4096):
+            reply += chunk
+    assert Answer.decode(reply) == Answer(b, pods.ips[a], 80, TCP)
 
 
 @pytest.mark.netns
