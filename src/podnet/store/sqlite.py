@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import builtins
 import fcntl
-import json
 import logging
 import os
 import sqlite3
@@ -27,7 +26,6 @@ from typing import Any
 from podnet.model import LabelSelector
 from podnet.store.base import (
     Compacted,
-    Conflict,
     Create,
     Delete,
     Event,
@@ -41,40 +39,28 @@ from podnet.store.base import (
     Update,
     Watch,
 )
-from podnet.store.sqlite_ip import SCHEMA as IP_SCHEMA
+from podnet.store.checkpoint import Checkpointer
 from podnet.store.sqlite_ip import SqliteIPStore
+from podnet.store.sqlite_tables import (
+    COLUMNS,
+    apply_op,
+    current_revision,
+    end_lease,
+    ensure_schema,
+    forget_events,
+    meta,
+    resource_of,
+)
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 1
 # Events older than HISTORY revisions are forgotten, checked every COMPACT_EVERY revisions;
 # a watch from before then gets Compacted and lists again (as from etcd after compaction).
 HISTORY = 100_000
 COMPACT_EVERY = 1_000
-CHECKPOINT_EVERY = 100
+CHECKPOINT_EVERY = 500  # commits of one connection; the WAL stays under a few MB
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS resources (
-    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    body TEXT NOT NULL, created INTEGER NOT NULL, revision INTEGER NOT NULL, lease INTEGER,
-    PRIMARY KEY (kind, namespace, name)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS resources_lease ON resources (lease) WHERE lease IS NOT NULL;
-CREATE TABLE IF NOT EXISTS events (
-    revision INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL,
-    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
-    body TEXT NOT NULL, created INTEGER NOT NULL, lease INTEGER
-);
-CREATE INDEX IF NOT EXISTS events_kind ON events (kind, revision);
-CREATE TABLE IF NOT EXISTS leases (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, ttl REAL NOT NULL, expires REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS leases_expires ON leases (expires);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-"""
-
-_COLUMNS = "kind, namespace, name, body, revision, created, lease"
 
 
 class _Writer:
@@ -125,7 +111,7 @@ class _Writer:
                 raise Unavailable(f"store {s.path}: {exc}") from exc
             s._commits += 1
             if s._commits % CHECKPOINT_EVERY == 0:
-                s.checkpoint()
+                s._checkpointer.request()
         finally:
             s._lock.release()
 
@@ -141,6 +127,7 @@ class SqliteStore:
         self._depth = 0
         self._writer = _Writer(self)
         self._commits = 0
+        self._checkpointer = Checkpointer(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writers = os.open(f"{self.path}-writers", os.O_RDWR | os.O_CREAT, 0o644)
@@ -150,16 +137,17 @@ class SqliteStore:
             if self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                 raise Unavailable(f"{self.path}: cannot switch the store to WAL mode")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoint()
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")  # see checkpoint.py
             with self.transaction() as db:
-                _ensure_schema(db, self.path)
+                ensure_schema(db, self.path)
         except (OSError, sqlite3.Error) as err:
             raise Unavailable(f"cannot open store {self.path}: {err}") from err
 
     def close(self) -> None:
         with self._lock:
+            self._checkpointer.close()
             if self._commits:
-                self.checkpoint()
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._db.close()
             os.close(self._writers)
 
@@ -174,16 +162,6 @@ class SqliteStore:
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction (nested calls join the outer one); rolled back on any error."""
         return self._writer
-
-    def checkpoint(self) -> None:
-        """Copy the WAL into the database file (and fsync), beside the writers, not before them.
-
-        SQLite's automatic checkpoint would run inside a COMMIT, so every queued writer would
-        wait for its fsync; each connection checkpoints every CHECKPOINT_EVERY commits instead,
-        after its turn, and when it closes.
-        """
-        with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def query_one(self, sql: str, args: Sequence[object]) -> Any:
         """The first row of one SELECT (atomic on its own), inside a transaction or not."""
@@ -218,28 +196,28 @@ class SqliteStore:
 
     def revision(self) -> int:
         with self._lock:
-            return _revision(self._db)
+            return current_revision(self._db)
 
     def get(self, key: Key) -> Resource:
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM resources WHERE kind = ? AND "
+            row = self._db.execute(f"SELECT {COLUMNS} FROM resources WHERE kind = ? AND "
                                    "namespace = ? AND name = ?",
                                    (key.kind, key.namespace, key.name)).fetchone()
         if row is None:
             raise NotFound(f"{key} not found")
-        return _resource(row)
+        return resource_of(row)
 
     def list(self, kind: str, namespace: str | None = None,
              selector: LabelSelector | None = None) -> ResourceList:
         with self.snapshot() as db:
             if namespace is None:
-                rows = db.execute(f"SELECT {_COLUMNS} FROM resources WHERE kind = ? "
+                rows = db.execute(f"SELECT {COLUMNS} FROM resources WHERE kind = ? "
                                   "ORDER BY namespace, name", (kind,)).fetchall()
             else:
-                rows = db.execute(f"SELECT {_COLUMNS} FROM resources WHERE kind = ? AND "
+                rows = db.execute(f"SELECT {COLUMNS} FROM resources WHERE kind = ? AND "
                                   "namespace = ? ORDER BY name", (kind, namespace)).fetchall()
-            revision = _revision(db)
-        items = (_resource(r) for r in rows)
+            revision = current_revision(db)
+        items = (resource_of(r) for r in rows)
         if selector is not None:
             items = (r for r in items if selector.matches(r.labels))
         return ResourceList(tuple(items), revision)
@@ -256,18 +234,18 @@ class SqliteStore:
     def commit(self, ops: Sequence[Op]) -> builtins.list[Resource]:
         with self.transaction() as db:
             self._expire_leases(db)
-            before = _revision(db)
-            written = [_apply(db, op) for op in ops]
-            after = _revision(db)
+            before = current_revision(db)
+            written = [apply_op(db, op) for op in ops]
+            after = current_revision(db)
             if self.history and before // COMPACT_EVERY != after // COMPACT_EVERY:
-                _compact(db, after - self.history)
+                forget_events(db, after - self.history)
             return written
 
     # -- watch --------------------------------------------------------------------------------
 
     def events(self, watch: Watch, limit: int = 1000) -> builtins.list[Event]:
         with self.snapshot() as db:
-            compacted = _meta(db, "compacted")
+            compacted = meta(db, "compacted")
             if watch.since < compacted:
                 raise Compacted(f"revision {watch.since} is compacted (history starts after "
                                 f"{compacted})")
@@ -278,7 +256,7 @@ class SqliteStore:
                 sql += f" AND kind IN ({','.join('?' * len(watch.kinds))})"
                 args += sorted(watch.kinds)
             rows = db.execute(sql + " ORDER BY revision LIMIT ?", [*args, limit]).fetchall()
-        return [Event(EventType(r[0]), _resource(r[1:]), r[5]) for r in rows]
+        return [Event(EventType(r[0]), resource_of(r[1:]), r[5]) for r in rows]
 
     def watch(self, watch: Watch, stop: threading.Event | None = None,
               poll: float = 0.05) -> Iterator[Event]:
@@ -298,7 +276,7 @@ class SqliteStore:
     def compact(self, revision: int) -> None:
         """Forget the events up to `revision`; watches from before it get Compacted."""
         with self.transaction() as db:
-            _compact(db, revision)
+            forget_events(db, revision)
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -318,7 +296,7 @@ class SqliteStore:
 
     def revoke_lease(self, lease: int) -> None:
         with self.transaction() as db:
-            _end_lease(db, lease)
+            end_lease(db, lease)
 
     def _expire_due_leases(self) -> None:
         with self._lock:
@@ -332,7 +310,7 @@ class SqliteStore:
         for (lease,) in db.execute("SELECT id FROM leases WHERE expires < ?",
                                    (time.time(),)).fetchall():
             log.info("lease %s expired", lease)
-            _end_lease(db, lease)
+            end_lease(db, lease)
 
     # -- IPAM pools ---------------------------------------------------------------------------
 
@@ -344,93 +322,3 @@ class SqliteStore:
             rows = self._db.execute("SELECT DISTINCT pool FROM ip_reservations").fetchall()
         return sorted(r[0] for r in rows)
 
-
-def _ensure_schema(db: sqlite3.Connection, path: Path) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise Unavailable(f"store {path} has schema version {version}: written by a newer "
-                          "podnet")
-    if version < SCHEMA_VERSION:
-        for statement in (SCHEMA + IP_SCHEMA).split(";"):
-            if statement.strip():
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _compact(db: sqlite3.Connection, revision: int) -> None:
-    if revision <= 0:
-        return
-    db.execute("DELETE FROM events WHERE revision <= ?", (revision,))
-    db.execute("INSERT INTO meta VALUES ('compacted', ?) ON CONFLICT (name) "
-               "DO UPDATE SET value = max(value, excluded.value)", (revision,))
-
-
-def _apply(db: sqlite3.Connection, op: Op) -> Resource:
-    key = op.key
-    row = db.execute(f"SELECT {_COLUMNS} FROM resources WHERE kind = ? AND namespace = ? AND "
-                     "name = ?", (key.kind, key.namespace, key.name)).fetchone()
-    if isinstance(op, Create):
-        if row is not None:
-            raise Conflict(f"{key} already exists")
-        body = _dump(op.body)
-        revision = _log(db, EventType.ADDED, key, body, None, op.lease)
-        db.execute("INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (key.kind, key.namespace, key.name, body, revision, revision, op.lease))
-        return Resource(key, op.body, revision, revision, op.lease)
-    if row is None:
-        raise NotFound(f"{key} not found")
-    current = _resource(row)
-    if op.revision is not None and op.revision != current.revision:
-        raise Conflict(f"{key} changed: at revision {current.revision}, not {op.revision}")
-    if isinstance(op, Delete):
-        _remove(db, current)
-        return current
-    body = _dump(op.body)
-    revision = _log(db, EventType.MODIFIED, key, body, current.created, current.lease)
-    db.execute("UPDATE resources SET body = ?, revision = ? WHERE kind = ? AND namespace = ? "
-               "AND name = ?", (body, revision, key.kind, key.namespace, key.name))
-    return Resource(key, op.body, revision, current.created, current.lease)
-
-
-def _remove(db: sqlite3.Connection, current: Resource) -> None:
-    key = current.key
-    _log(db, EventType.DELETED, key, _dump(current.body), current.created, current.lease)
-    db.execute("DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
-               (key.kind, key.namespace, key.name))
-
-
-def _end_lease(db: sqlite3.Connection, lease: int) -> None:
-    rows = db.execute(f"SELECT {_COLUMNS} FROM resources WHERE lease = ? "
-                      "ORDER BY kind, namespace, name", (lease,)).fetchall()
-    for row in rows:
-        _remove(db, _resource(row))
-    db.execute("DELETE FROM leases WHERE id = ?", (lease,))
-
-
-def _log(db: sqlite3.Connection, type_: EventType, key: Key, body: str, created: int | None,
-         lease: int | None) -> int:
-    """Append the event; its key is the new global revision (also `created` of a new object)."""
-    cur = db.execute("INSERT INTO events (type, kind, namespace, name, body, created, lease) "
-                     "VALUES (?, ?, ?, ?, ?, coalesce(?, (SELECT coalesce(max(seq), 0) + 1 "
-                     "FROM sqlite_sequence WHERE name = 'events')), ?)",
-                     (type_.value, key.kind, key.namespace, key.name, body, created, lease))
-    return int(cur.lastrowid or 0)
-
-
-def _revision(db: sqlite3.Connection) -> int:
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return int(row[0]) if row else 0
-
-
-def _meta(db: sqlite3.Connection, name: str) -> int:
-    row = db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _resource(row: Sequence[Any]) -> Resource:
-    kind, namespace, name, body, revision, created, lease = row
-    return Resource(Key(kind, namespace, name), json.loads(body), revision, created, lease)
-
-
-def _dump(body: Mapping[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"), sort_keys=True)
