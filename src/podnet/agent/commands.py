@@ -22,6 +22,7 @@ from podnet.cni.types import CniArgs, Interface, NetConf, Result
 from podnet.datapath.routes import DEFAULT, GATEWAY
 from podnet.datapath.veth import host_ifname
 from podnet.errors import PodnetError
+from podnet.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,12 @@ def cmd_gc(args: CniArgs, conf: NetConf, env: Env) -> None:
 
 
 def cmd_status(args: CniArgs, conf: NetConf, env: Env) -> None:
-    """STATUS: ready while the node's subnet has a free address (SPEC: else code 50)."""
-    used = len(env.allocator.reservations())
+    """STATUS: ready while the store answers and the node's subnet has a free address (SPEC:
+    else code 50)."""
+    try:
+        used = len(env.allocator.reservations())
+    except StoreError as err:
+        raise CniError(errors.NOT_AVAILABLE, "store unavailable", str(err)) from err
     if used >= len(env.allocator.range):
         raise CniError(
             errors.NOT_AVAILABLE, "no free pod address", f"{env.lease.subnet} is full ({used})"
