@@ -12,6 +12,7 @@ it only grows and orders commits, so watching is polling `events` after a revisi
 from __future__ import annotations
 
 import builtins
+import contextlib
 import fcntl
 import logging
 import os
@@ -60,7 +61,6 @@ BUSY_TIMEOUT_MS = 30_000
 HISTORY = 100_000
 COMPACT_EVERY = 1_000
 CHECKPOINT_EVERY = 500  # commits of one connection; the WAL stays under a few MB
-
 
 
 class _Writer:
@@ -141,6 +141,10 @@ class SqliteStore:
             with self.transaction() as db:
                 ensure_schema(db, self.path)
         except (OSError, sqlite3.Error) as err:
+            with contextlib.suppress(AttributeError):
+                self._db.close()
+            with contextlib.suppress(AttributeError):
+                os.close(self._writers)
             raise Unavailable(f"cannot open store {self.path}: {err}") from err
 
     def close(self) -> None:
