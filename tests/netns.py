@@ -27,6 +27,7 @@ PREFIX = "pn-t-"
 VENV_BIN = Path(sys.executable).parent
 PODNET = str(VENV_BIN / "podnet")
 PODNET_CNI = str(VENV_BIN / "podnet-cni")
+NODE_ADDRESS = "192.0.2.11"  # the `agent` fixture's node: TEST-NET-1, as the lab's underlay
 
 
 def can_make_namespaces() -> bool:
@@ -237,7 +238,7 @@ def agent(make_netns: NetnsFactory, tmp_path: Path) -> Iterator[Agent]:
     node = make_netns("node")
     # A node has an address of its own (the lab's underlay), the source of host-network traffic.
     node.run("ip", "link", "set", "lo", "up")
-    node.run("ip", "addr", "add", "192.0.2.11/32", "dev", "lo")
+    node.run("ip", "addr", "add", f"{NODE_ADDRESS}/32", "dev", "lo")
     running = Agent(
         node=node, name="node-1", socket=str(tmp_path / "agent.sock"),
         store_url=f"sqlite://{tmp_path}/state.db", log=tmp_path / "agent.log",

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from netns import Agent, Netns, NetnsFactory, pod_ip
+from netns import NODE_ADDRESS, Agent, Netns, NetnsFactory, pod_ip
 
 pytestmark = pytest.mark.netns
 
@@ -74,9 +74,9 @@ def test_the_node_and_its_host_network_processes_reach_every_local_pod(
     pods = [make_netns(f"p{i}") for i in range(3)]
     ips = [pod_ip(agent.add(f"c{i}", pod)) for i, pod in enumerate(pods)]
     assert all(agent.node.ping(ip) for ip in ips)
-    # A host-network process: it runs in the node namespace and is seen with a node address.
+    # A host-network process: it runs in the node namespace and is seen with the node's address.
     for pod, ip in zip(pods, ips, strict=True):
-        assert peer_seen_by(pod, ip, agent.node, ip) != ""
+        assert peer_seen_by(pod, ip, agent.node, ip) == NODE_ADDRESS
 
 
 def test_mtu_comes_from_the_config(agent: Agent, make_netns: NetnsFactory) -> None:
