@@ -195,3 +195,19 @@ metadata: {name: node-a, labels: {zone: z1}}
     doc = json.loads(run(capsys, "get", "nodes", "-l", "zone=z1", "-o", "json")[1])
     assert [n["metadata"]["name"] for n in doc["items"]] == ["node-a"]
     assert run(capsys, "get", "node", "node-z")[0] == 1
+
+
+def test_which_store(url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--store, then --lab, then $PODNET_STORE (set here by the fixture)."""
+    other = f"sqlite://{tmp_path}/other.db"
+    run(capsys, "apply", "-f", manifest(tmp_path, SHOP), "--store", other)
+    assert "web" in run(capsys, "get", "pods", "-n", "shop", "--store", other)[1]
+    assert "web" not in run(capsys, "get", "pods", "-n", "shop")[1]
+    code, _, err = run(capsys, "get", "pods", "--lab", "pn-t-no-such-lab")
+    assert code == 1 and "no lab 'pn-t-no-such-lab' is running" in err
+
+
+def test_usage_errors_exit_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "delete")[0] == 2
+    assert run(capsys, "delete", "pods")[0] == 2
+    assert run(capsys, "label", "pod", "web", "justakey")[0] == 2

@@ -19,7 +19,7 @@ import yaml
 
 from podnet import ipam
 from podnet.cli.output import print_json, print_table
-from podnet.errors import PodnetError
+from podnet.errors import PodnetError, UsageError
 from podnet.model import (
     LabelSelector,
     SelectorSyntaxError,
@@ -121,10 +121,14 @@ def store_of(args: argparse.Namespace) -> str | None:
     """--store, --lab, $PODNET_STORE, the only lab running; None: the default store."""
     from podnet.lab.state import choose, labs
 
-    if args.store or os.environ.get(ENV):
-        return str(args.store or os.environ[ENV])
-    if args.lab or labs():
+    if args.store:
+        return str(args.store)
+    if args.lab:  # named on the command line: wins over the environment
         return choose(args.lab).store_url
+    if os.environ.get(ENV):
+        return os.environ[ENV]
+    if labs():
+        return choose(None).store_url
     return None
 
 
@@ -292,11 +296,11 @@ def selector_text(selector: dict[str, Any]) -> str:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     if bool(args.files) == bool(args.kind):
-        raise PodnetError("delete: give either -f PATH... or KIND NAME...")
+        raise UsageError("delete: give either -f PATH... or KIND NAME...")
     if args.kind:
         kind = resolve_kind(args.kind)
         if not args.names:
-            raise PodnetError(f"delete {args.kind}: name the objects to delete")
+            raise UsageError(f"delete {args.kind}: name the objects to delete")
         keys = [key_of(kind, args.namespace, n) for n in args.names]
     else:
         manifests = known(read_manifests(args.files))
@@ -360,7 +364,7 @@ def parse_label_changes(items: Sequence[str]) -> tuple[dict[str, str], list[str]
         elif "=" in item:
             key, value = item.split("=", 1)
         else:
-            raise PodnetError(f"label {item!r}: want key=value or key-")
+            raise UsageError(f"label {item!r}: want key=value or key-")
         errors = label_key_errors(key) + (label_value_errors(value) if value else [])
         if errors:
             raise PodnetError(f"label {item!r}: {errors[0]}")
