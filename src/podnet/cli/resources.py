@@ -112,8 +112,8 @@ def add_namespace(parser: argparse.ArgumentParser, all_namespaces: bool = False)
 def add_store(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--store", metavar="URL",
-                       help="store URL (default: $PODNET_STORE, else the running lab's, else "
-                            "sqlite:///var/lib/podnet/state.db as root)")
+                       help="store URL (default: --lab's, else $PODNET_STORE, else the running "
+                            "lab's, else sqlite:///var/lib/podnet/state.db as root; docs/store.md)")
     which.add_argument("--lab", help="the store of this lab (default: the only lab running)")
 
 
