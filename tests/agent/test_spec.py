@@ -74,6 +74,17 @@ def test_add_twice_fails_and_leaves_the_first_pod_working(agent: Agent,
     assert other.ping(ip)
 
 
+def test_add_fails_when_the_pod_has_the_interface_already_and_leaks_nothing(
+    agent: Agent, make_netns: NetnsFactory
+) -> None:
+    pod = make_netns("pod")
+    assert agent.add("c1", pod).code == 0
+    clash = agent.add("c2", pod)  # another attachment asking for the same eth0
+    assert clash.code == 1 and "exists" in str(clash.output["msg"])
+    assert [r.attachment.container_id for r in reservations(agent)] == ["c1"]
+    assert endpoints(agent) == ["c1:eth0"] and len(host_veths(agent)) == 1
+
+
 def test_check_passes_on_a_healthy_pod_and_fails_on_a_broken_one(
     agent: Agent, make_netns: NetnsFactory
 ) -> None:
