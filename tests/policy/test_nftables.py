@@ -194,6 +194,10 @@ def test_base_chains_hook_forward_twice_and_input(table: dict[str, Any]) -> None
     for name in hooks:
         first_verdicts = [r for r in chain_rules(table, name) if "comment" not in r]
         assert first_verdicts[0]["expr"][0]["match"]["right"] == ["established", "related"]
+        # What the table drops is a pod's: the node's other traffic only meets `accept`s.
+        for rule in chain_rules(table, name):
+            if {"drop": None} in rule["expr"]:
+                assert rule["expr"][0]["match"]["right"] == "@pod_ifnames", rule
 
 
 def test_render_is_deterministic(tmp_path: Path) -> None:

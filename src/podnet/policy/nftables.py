@@ -200,9 +200,14 @@ class _Compiler:
 
     # -- base chains -----------------------------------------------------------------------
     def _base_chains(self) -> None:
-        iif, saddr = _meta("iifname"), self._addr("saddr")
+        iif, oif, saddr = _meta("iifname"), _meta("oifname"), self._addr("saddr")
         established = [_match({"ct": {"key": "state"}}, ["established", "related"], "in"), _ACCEPT]
-        invalid = [_match({"ct": {"key": "state"}}, "invalid", "in"), _DROP]
+
+        def invalid(ifname: Json) -> Json:
+            # Only a pod's packets: the table drops nothing of the node's other traffic.
+            return _rule([_match(ifname, "@pod_ifnames"),
+                          _match({"ct": {"key": "state"}}, "invalid", "in"), _DROP])
+
         spoofing = [
             _rule([_match(iif, "@pod_ifnames"),
                    _match({"concat": [iif, saddr]}, "@pod_addresses", "!="), _COUNTER, _DROP],
@@ -210,12 +215,12 @@ class _Compiler:
             _rule([_match(iif, "@pod_ifnames"), _match(_meta("nfproto"), "ipv6"), _COUNTER,
                    _DROP], "anti-spoofing: pods have no IPv6 address"),
         ]
-        sender = [*spoofing, _rule(established), _rule(invalid),
+        sender = [*spoofing, _rule(established), invalid(iif),
                   _rule([{"vmap": {"key": iif, "data": "@egress"}}])]
         self.chains["forward_egress"] = sender
         self.chains["input_egress"] = sender
         self.chains["forward_ingress"] = [
-            _rule(established), _rule([{"vmap": {"key": _meta("oifname"), "data": "@ingress"}}])]
+            _rule(established), invalid(oif), _rule([{"vmap": {"key": oif, "data": "@ingress"}}])]
 
     # -- per class and per policy ----------------------------------------------------------
     def _class_chain(self, d: Direction, cls: int, pod: Pod) -> str | None:
