@@ -91,6 +91,8 @@ def test_check_passes_on_a_healthy_pod_and_fails_on_a_broken_one(
     a, b = make_netns("a"), make_netns("b")
     added_a, added_b = agent.add("ca", a), agent.add("cb", b)
     assert agent.check("ca", a, added_a.output).code == 0
+    mixed_up = agent.check("ca", a, added_b.output)  # prevResult of another pod
+    assert mixed_up.code == 1 and "lacks address" in str(mixed_up.output["details"])
     a.run("ip", "route", "del", "default")  # the pod loses its way out
     broken = agent.check("ca", a, added_a.output)
     assert broken.code == 1 and "default route" in str(broken.output["details"])

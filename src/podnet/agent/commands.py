@@ -105,7 +105,7 @@ def cmd_check(args: CniArgs, conf: NetConf, env: Env) -> None:
         observed.pod_routes,
         observed.host_link,
         observed.host_oif,
-        expected_ips=prev_result_ips(conf, args.netns),
+        expected_ips=prev_result_ips(conf),
     )
     held = env.allocator.store.get_by_owner(ep.attachment)
     if ep.ip not in held:
@@ -144,8 +144,9 @@ def cmd_status(args: CniArgs, conf: NetConf, env: Env) -> None:
         )
 
 
-def prev_result_ips(conf: NetConf, netns: str) -> list[ipaddress.IPv4Interface]:
-    """The IPv4 addresses prevResult assigns to the interface in `netns` (CHECK compares them)."""
+def prev_result_ips(conf: NetConf) -> list[ipaddress.IPv4Interface]:
+    """The IPv4 addresses prevResult puts inside the pod (on an interface with a `sandbox`, or
+    on none): CHECK requires each of them on the pod's interface."""
     prev = conf.raw.get("prevResult")
     if not isinstance(prev, dict):
         return []
@@ -156,7 +157,7 @@ def prev_result_ips(conf: NetConf, netns: str) -> list[ipaddress.IPv4Interface]:
             index = ip.get("interface")
             iface = interfaces[index] if isinstance(index, int) else {}
             address = ipaddress.ip_interface(ip["address"])
-            if iface.get("sandbox", netns) == netns and address.version == 4:
+            if (index is None or iface.get("sandbox")) and address.version == 4:
                 out.append(ipaddress.IPv4Interface(address))
         return out
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
