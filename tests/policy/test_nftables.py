@@ -394,3 +394,15 @@ def test_the_rendered_tables_decide_as_the_engine(cluster: Cluster, ports: list[
             expected = engine.verdict(src, dst, port, protocol).allowed
             assert kernel_allows(tables, veths, src, dst, protocol, port) == expected, (
                 src, dst, protocol, port)
+
+
+def test_with_a_log_group_every_counted_verdict_logs_its_rule(tmp_path: Path) -> None:
+    doc = render(Engine(load(tmp_path)).resolution, NODE_1, log_group=5)
+    counted = [r for o in doc["nftables"] if "rule" in o for r in [o["rule"]]
+               if any("counter" in e for e in r["expr"])]
+    assert counted
+    for rule in counted:
+        (log,) = [e["log"] for e in rule["expr"] if "log" in e]
+        assert log == {"prefix": rule["comment"], "group": 5}
+    assert not any("log" in e for o in render(Engine(load(tmp_path)).resolution, NODE_1)[
+        "nftables"] if "rule" in o for e in o["rule"]["expr"])

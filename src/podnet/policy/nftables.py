@@ -49,6 +49,7 @@ Json = dict[str, Any]
 FAMILY = "inet"
 TABLE = "podnet"
 COMMENT_MAX = 128  # nft refuses longer comments (NFTNL_UDATA_COMMENT_MAXLEN)
+LOG_PREFIX_MAX = 127  # NF_LOG_PREFIXLEN, its NUL excluded
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.SCTP)
 Ranges = list[tuple[int, int]]
 
@@ -84,20 +85,26 @@ _ACCEPT: Json = {"accept": None}
 _DROP: Json = {"drop": None}
 
 
-def render(res: Resolution, node_pods: Sequence[NodePod], family: AddressFamily = IPV4) -> Json:
-    """The `inet podnet` table enforcing `res` for the pods wired on one node."""
-    return _Compiler(res, family).document(node_pods)
+def render(res: Resolution, node_pods: Sequence[NodePod], family: AddressFamily = IPV4,
+           log_group: int | None = None) -> Json:
+    """The `inet podnet` table enforcing `res` for the pods wired on one node.
+
+    With `log_group`, every counted verdict (policy rule, default deny, anti-spoofing) also
+    sends the first packet of each connection to that NFLOG group, prefixed with the rule's
+    comment, so that flows and denials can be told apart one by one.
+    """
+    return _Compiler(res, family, log_group).document(node_pods)
 
 
 def _digest(content: object) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _comment(text: str) -> str:
+def _comment(text: str, limit: int = COMMENT_MAX) -> str:
     """`text`, cut to the kernel's limit with a hash that keeps it unique."""
-    if len(text.encode()) <= COMMENT_MAX:
+    if len(text.encode()) <= limit:
         return text
-    return text[: COMMENT_MAX - 14] + "~" + _digest(text)
+    return text[: limit - 14] + "~" + _digest(text)
 
 
 def _match(left: Json, right: object, op: str = "==") -> Json:
@@ -138,9 +145,10 @@ def _cut(ranges: Ranges, holes: Ranges) -> Ranges:
 class _Compiler:
     """Collects sets and chains by content while the node's chains are built."""
 
-    def __init__(self, res: Resolution, family: AddressFamily) -> None:
+    def __init__(self, res: Resolution, family: AddressFamily, log_group: int | None) -> None:
         self.res = res
         self.family = family
+        self.log_group = log_group
         self.sets: dict[str, Json] = {}
         self.chains: dict[str, list[Json]] = {}
         self._class_chains: dict[tuple[Direction, int], str | None] = {}
@@ -209,11 +217,11 @@ class _Compiler:
                           _match({"ct": {"key": "state"}}, "invalid", "in"), _DROP])
 
         spoofing = [
-            _rule([_match(iif, "@pod_ifnames"),
-                   _match({"concat": [iif, saddr]}, "@pod_addresses", "!="), _COUNTER, _DROP],
-                  "anti-spoofing: source address is not the pod's"),
-            _rule([_match(iif, "@pod_ifnames"), _match(_meta("nfproto"), "ipv6"), _COUNTER,
-                   _DROP], "anti-spoofing: pods have no IPv6 address"),
+            self._counted([_match(iif, "@pod_ifnames"),
+                           _match({"concat": [iif, saddr]}, "@pod_addresses", "!=")], _DROP,
+                          "anti-spoofing: source address is not the pod's"),
+            self._counted([_match(iif, "@pod_ifnames"), _match(_meta("nfproto"), "ipv6")], _DROP,
+                          "anti-spoofing: pods have no IPv6 address"),
         ]
         sender = [*spoofing, _rule(established), invalid(iif),
                   _rule([{"vmap": {"key": iif, "data": "@egress"}}])]
@@ -237,8 +245,8 @@ class _Compiler:
                 body = [_rule([{"jump": {"target": self._policy_chain(d, p, by_policy[p], cls,
                                                                       pod)}}], p)
                         for p in isolating if p in by_policy]
-                body.append(_rule([_COUNTER, _DROP],
-                                  f"default deny {str(d).lower()}: {', '.join(isolating)}"))
+                body.append(self._counted(
+                    [], _DROP, f"default deny {str(d).lower()}: {', '.join(isolating)}"))
                 name = self._chain(str(d).lower(), body)
             self._class_chains[key] = name
         return self._class_chains[key]
@@ -252,7 +260,7 @@ class _Compiler:
             for rule in rules:
                 for exprs in (self._ingress_rule(rule, local) if d is Direction.INGRESS
                               else self._egress_rule(rule)):
-                    body.append(_rule([*exprs, _COUNTER, _ACCEPT], str(rule.ref)))
+                    body.append(self._counted(exprs, _ACCEPT, str(rule.ref)))
             self._policy_chains[key] = self._chain(f"{str(d).lower()}-policy", body)
         return self._policy_chains[key]
 
@@ -336,6 +344,12 @@ class _Compiler:
         name = f"{prefix}-{_digest(body)}"
         self.chains[name] = body
         return name
+
+    def _counted(self, exprs: list[Json], verdict: Json, comment: str) -> Json:
+        """A rule that counts (and, with a log group, logs) what it decides, named `comment`."""
+        log = ([] if self.log_group is None else
+               [{"log": {"prefix": _comment(comment, LOG_PREFIX_MAX), "group": self.log_group}}])
+        return _rule([*exprs, *log, _COUNTER, verdict], comment)
 
     def _addr(self, field: str) -> Json:
         return {"payload": {"protocol": self.family.payload, "field": field}}
