@@ -21,7 +21,9 @@ each policy's rules exist once however many local pods it selects. Peers are nam
 shared by equal content (pod addresses plus ipBlocks with their excepts cut out), ports are
 `meta l4proto . th dport` interval sets, and a named port on egress is resolved on each
 destination pod (`ip daddr . meta l4proto . th dport`). The compiler decides nothing: peers,
-ports and isolation are the engine's (`Resolution`), translated.
+ports and isolation are the engine's (`Resolution`), translated. Only pods' packets are ever
+dropped: every dropping rule first matches a pod veth, so the node's other traffic meets
+nothing but `accept`s, which end only this table's chains.
 
 The document has the shape of `nft -j list table inet podnet` (objects, no commands, no
 handles), deterministic: sets and chains sorted and named by a hash of their content.
