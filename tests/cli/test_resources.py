@@ -170,6 +170,8 @@ def test_ipam_show_and_deleting_a_node_frees_its_subnet(
         {"pod": "shop/web", "containerID": "c1", "ifname": "eth0", "ip": "10.244.0.1"}]
     table = run(capsys, "ipam", "show", "--node", "node-a")[1]
     assert "shop/web" in table and "10.244.0.1" in table and "node-b" not in table
+    code, _, err = run(capsys, "ipam", "show", "--node", "node-x")
+    assert code == 1 and "node node-x has no subnet" in err
     assert run(capsys, "delete", "node", "node-a")[1] == "node/node-a deleted\n"
     doc = json.loads(run(capsys, "ipam", "show", "-o", "json")[1])
     assert [n["node"] for n in doc["nodes"]] == ["node-b"]

@@ -48,7 +48,10 @@ def usage(store: Store, only: str | None = None) -> dict[str, Any]:
         cluster: dict[str, Any] | None = ipam.cluster_config(store).spec()
     except NotFound:
         cluster = None
-    leases = [ipam.node_lease(store, only)] if only else ipam.node_leases(store)
+    try:
+        leases = [ipam.node_lease(store, only)] if only else ipam.node_leases(store)
+    except NotFound:
+        raise NotFound(f"node {only} has no subnet: it never registered, or was deleted") from None
     nodes = []
     for lease in leases:
         alloc = ipam.pod_allocator(store, lease)
