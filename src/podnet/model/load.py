@@ -24,10 +24,10 @@ from podnet.model.names import dns_label_errors, dns_subdomain_errors
 from podnet.model.networkpolicy import decode_network_policy
 from podnet.model.objects import Cluster, Namespace, NetworkPolicy, Node, Pod
 from podnet.model.workloads import WORKLOAD_KINDS, Workload, decode_workload
+from podnet.model.yamlload import FastSafeLoader
 
 log = logging.getLogger(__name__)
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml", ".json")
 CLUSTER_SCOPED = ("Namespace", "Node", "Lab")
 KINDS = ("Namespace", "Pod", "NetworkPolicy", "Node", "Lab", *WORKLOAD_KINDS)
@@ -178,7 +178,7 @@ def _documents(paths: Sequence[str | Path], problems: list[Problem]) -> Iterator
                 if file.suffix == ".json":
                     yield source, json.loads(text)
                 else:
-                    yield from ((source, d) for d in yaml.load_all(text, Loader=_Loader)
+                    yield from ((source, d) for d in yaml.load_all(text, Loader=FastSafeLoader)
                                 if d is not None)
             except (OSError, UnicodeDecodeError) as err:
                 problems.append(Problem(source, "", "", f"cannot read: {err}"))
