@@ -52,3 +52,15 @@ def test_gc_rejects_a_malformed_attachment_list() -> None:
     with pytest.raises(CniError) as err:
         conf.valid_attachments()
     assert err.value.code == 7
+
+
+def test_a_chained_result_appends_to_the_previous_one() -> None:
+    previous = {"cniVersion": "1.1.0", "interfaces": [{"name": "tap0", "sandbox": "/x"}],
+                "ips": [{"address": "192.168.1.2/24", "interface": 0}],
+                "routes": [{"dst": "192.168.0.0/16"}], "dns": {"nameservers": ["10.0.0.10"]}}
+    chained = Result(RESULT.interfaces, RESULT.ips, RESULT.routes, previous=previous)
+    out = chained.to_json("1.1.0")
+    assert [i["name"] for i in out["interfaces"]] == ["tap0", "pnabc", "eth0"]  # type: ignore[index]
+    assert [ip["interface"] for ip in out["ips"]] == [0, 2]  # type: ignore[index]
+    assert out["routes"] == [{"dst": "192.168.0.0/16"}, {"dst": "0.0.0.0/0", "gw": "169.254.1.1"}]
+    assert out["dns"] == {"nameservers": ["10.0.0.10"]}

@@ -66,6 +66,7 @@ def cmd_add(args: CniArgs, conf: NetConf, env: Env) -> Result:
         ],
         ips=[(ipaddress.IPv4Interface(f"{ep.ip}/32"), GATEWAY, 1)],
         routes=[(DEFAULT, GATEWAY)],
+        previous=conf.prev_result(),
     )
 
 

@@ -210,6 +210,13 @@ class NetConf:
             raise CniError(errors.INVALID_CONFIG, "mtu must be an integer in 68..65535", repr(mtu))
         return cls(version, name, socket, mtu, raw)
 
+    def prev_result(self) -> dict[str, object] | None:
+        """The result of the plugins before this one in a chain, if any."""
+        prev = self.raw.get("prevResult")
+        if prev is not None and not isinstance(prev, dict):
+            raise CniError(errors.DECODING_FAILURE, "prevResult is not an object")
+        return prev
+
     def valid_attachments(self) -> set[tuple[str, str]]:
         """GC's still-valid `(containerID, ifname)` pairs; the pre-1.1 key is accepted too."""
         items = self.raw.get("cni.dev/valid-attachments", self.raw.get("cni.dev/attachments", []))
@@ -236,38 +243,45 @@ class Interface:
 
 
 class Result:
-    """ADD's success result (SPEC "ADD Success"), rendered for the configuration's version."""
+    """ADD's success result (SPEC "ADD Success"), rendered for the configuration's version.
 
-    __slots__ = ("interfaces", "ips", "routes")
+    `previous` is the prevResult of a chain: SPEC, a plugin given one "MUST handle prevResult by
+    either passing it through, or modifying it appropriately", so ours is appended to it."""
+
+    __slots__ = ("interfaces", "ips", "previous", "routes")
 
     def __init__(
         self,
         interfaces: list[Interface],
         ips: list[tuple[IPInterface, IPAddress, int]],
         routes: list[tuple[IPNetwork, IPAddress | None]],
+        previous: dict[str, object] | None = None,
     ) -> None:
         self.interfaces = interfaces
         self.ips = ips  # (address, gateway, index into interfaces)
         self.routes = routes  # (dst, gw)
+        self.previous = previous
 
     def to_json(self, cni_version: str) -> dict[str, object]:
-        interfaces = []
+        earlier_interfaces, earlier_ips, earlier_routes, dns = self._earlier()
+        shift = len(earlier_interfaces)  # our interface indexes come after the earlier ones
+        interfaces: list[object] = list(earlier_interfaces)
         for iface in self.interfaces:
             entry: dict[str, object] = {"name": iface.name, "mac": iface.mac, "mtu": iface.mtu}
             if iface.sandbox:
                 entry["sandbox"] = iface.sandbox
             interfaces.append(entry)
-        ips = []
+        ips: list[object] = list(earlier_ips)
         for address, gateway, index in self.ips:
             ip: dict[str, object] = {
                 "address": str(address),
                 "gateway": str(gateway),
-                "interface": index,
+                "interface": index + shift,
             }
             if cni_version == "0.4.0":  # 0.4.0 still names the IP family per address
                 ip["version"] = str(address.version)
             ips.append(ip)
-        routes = []
+        routes: list[object] = list(earlier_routes)
         for dst, gw in self.routes:
             route: dict[str, object] = {"dst": str(dst)}
             if gw is not None:
@@ -278,5 +292,14 @@ class Result:
             "interfaces": interfaces,
             "ips": ips,
             "routes": routes,
-            "dns": {},
+            "dns": dns,
         }
+
+    def _earlier(self) -> tuple[list[object], list[object], list[object], object]:
+        """The interfaces, addresses, routes and DNS of prevResult (none without a chain)."""
+        previous = self.previous or {}
+        parts = [previous.get(key) or [] for key in ("interfaces", "ips", "routes")]
+        lists = [part for part in parts if isinstance(part, list)]
+        if len(lists) != len(parts):
+            raise CniError(errors.DECODING_FAILURE, "prevResult has a malformed list")
+        return lists[0], lists[1], lists[2], previous.get("dns") or {}
