@@ -106,6 +106,10 @@ def test_gc_releases_what_the_runtime_no_longer_lists(agent: Agent,
     pods = [make_netns(f"p{i}") for i in range(3)]
     for i, pod in enumerate(pods):
         assert agent.add(f"c{i}", pod).code == 0
+    # A veth no endpoint owns, as an ADD that died half-way leaves it.
+    leaked = make_netns("leaked")
+    agent.node.run("ip", "link", "add", "pn0123456789a", "type", "veth", "peer", "eth0",
+                   "netns", leaked.name)
     conf = agent.conf(**{"cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "eth0"}]})
     assert run_cni("GC", conf).code == 0
     assert endpoints(agent) == ["c1:eth0"]

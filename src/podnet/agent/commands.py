@@ -14,11 +14,12 @@ from contextlib import ExitStack
 
 from podnet import ipam
 from podnet.agent import wiring
-from podnet.agent.endpoints import Endpoint, check_problems, stale
+from podnet.agent.endpoints import Endpoint, check_problems, leaked_veths, stale
 from podnet.agent.env import Env
 from podnet.cni import errors
 from podnet.cni.errors import CniError
 from podnet.cni.types import CniArgs, Interface, NetConf, Result
+from podnet.datapath import veth
 from podnet.datapath.routes import DEFAULT, GATEWAY
 from podnet.datapath.veth import host_ifname
 from podnet.errors import PodnetError
@@ -116,16 +117,25 @@ def cmd_check(args: CniArgs, conf: NetConf, env: Env) -> None:
 
 
 def cmd_gc(args: CniArgs, conf: NetConf, env: Env) -> None:
-    """GC: release endpoints and addresses of attachments the runtime no longer lists."""
+    """GC: release endpoints, veths and addresses of attachments the runtime no longer lists,
+    and veths no endpoint owns (an ADD that died half-way)."""
     valid = conf.valid_attachments()
     failures = []
+    node = env.rtnl()
     with env.all_attachments_locked():
-        for ep in stale(env.endpoints(), valid):
+        recorded = env.endpoints()
+        for ep in stale(recorded, valid):
             try:
-                wiring.unwire_pod(env.rtnl(), ep.host_ifname)
+                wiring.unwire_pod(node, ep.host_ifname)
                 env.forget(ep.container_id, ep.ifname)
             except PodnetError as err:
                 failures.append(f"{ep.name}: {err}")
+        kept = [ep for ep in recorded if (ep.container_id, ep.ifname) in valid]
+        for name in leaked_veths(kept, veth.list_host_veths(node)):
+            try:
+                wiring.unwire_pod(node, name)
+            except PodnetError as err:
+                failures.append(f"{name}: {err}")
         released = env.allocator.gc({ipam.Attachment(cid, ifname) for cid, ifname in valid})
     log.info("GC: released %d addresses", len(released))
     if failures:
