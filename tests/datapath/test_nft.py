@@ -14,9 +14,8 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
-import os
-import select
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from hypothesis import strategies as st
 
 from netns import Netns, NetnsFactory
 from podnet.datapath.netns import DatapathError
+from podnet.datapath.nflog import NflogSocket
 from podnet.datapath.nft import (
     apply_ruleset,
     comparable,
@@ -165,36 +165,6 @@ jobs = json.loads(sys.argv[1])
 with ThreadPoolExecutor(len(jobs)) as pool:
     print(json.dumps(list(pool.map(probe, jobs))))
 """
-
-NFLOG_READER = r"""
-import json, select, socket, struct, sys
-group = int(sys.argv[1])
-s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
-s.bind((0, 0))
-# NFULNL_MSG_CONFIG (subsystem ULOG = 4) with NFULA_CFG_CMD = BIND, for `group`
-body = struct.pack("!BBH", 0, 0, group) + struct.pack("=HHB3x", 5, 1, 1)
-s.send(struct.pack("=IHHII", 16 + len(body), (4 << 8) | 1, 1 | 4, 1, 0) + body)
-assert struct.unpack_from("=i", s.recv(4096), 16)[0] == 0  # the ACK: no error
-print("ready", flush=True)
-while True:
-    data, off = s.recv(65536), 0
-    while off < len(data):
-        length, kind = struct.unpack_from("=IH", data, off)
-        attrs, a = {}, off + 20  # after nlmsghdr and nfgenmsg
-        while kind == 4 << 8 and a < off + length:  # NFULNL_MSG_PACKET
-            alen, atype = struct.unpack_from("=HH", data, a)
-            attrs[atype & 0x7FFF] = data[a + 4:a + alen]
-            a += (alen + 3) & ~3
-        ip = attrs.get(9, b"")  # NFULA_PAYLOAD; NFULA_PREFIX is 10
-        if len(ip) >= 24 and ip[9] in (6, 17):
-            print(json.dumps([attrs[10].rstrip(b"\0").decode(), socket.inet_ntoa(ip[12:16]),
-                              socket.inet_ntoa(ip[16:20]), {6: "TCP", 17: "UDP"}[ip[9]],
-                              struct.unpack_from("!H", ip, (ip[0] & 15) * 4 + 2)[0]]),
-                  flush=True)
-        off += (length + 3) & ~3
-"""
-
-
 
 @dataclass
 class RoutedNode:
@@ -407,24 +377,18 @@ def test_with_a_log_group_each_decision_reaches_nflog_named_after_its_rule(
     document = render(Engine(cluster).resolution, routed.node_pods(), log_group=5)
     apply_ruleset(document, routed.node.path)
     assert comparable(list_table(routed.node.path)) == comparable(document)
-    reader = routed.node.popen(sys.executable, "-c", NFLOG_READER, "5")
-    try:
-        assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
+    with NflogSocket(5, routed.node.path) as reader:
         a, b, c = POD_IPS.values()
         routed.probe([(a, b, Probe(8080)), (c, b, Probe(8080))])
         wanted = {("x/a-out egress[1]", a, b, "TCP", 8080),
                   ("x/b-in ingress[0]", a, b, "TCP", 8080),
                   ("default deny ingress: x/b-in", c, b, "TCP", 8080)}
-        logged: set[tuple[str, ...]] = set()
-        received = b""
-        while not wanted <= logged and select.select([reader.stdout], [], [], 10)[0]:
-            received += os.read(reader.stdout.fileno(), 65536)
-            *lines, received = received.split(b"\n")
-            logged |= {tuple(json.loads(line)) for line in lines}
+        logged: set[tuple[object, ...]] = set()
+        deadline = time.monotonic() + 10
+        while not wanted <= logged and time.monotonic() < deadline:
+            logged |= {(p.prefix, str(p.src), str(p.dst), p.protocol, p.dport)
+                       for p in reader.read(timeout=1)}
         assert wanted <= logged, logged
-    finally:
-        reader.kill()
-        reader.wait()
 
 
 def generated_clusters() -> st.SearchStrategy[Cluster]:
