@@ -10,6 +10,7 @@ inner Ethernet 14). For each remote node it costs three kernel entries, written 
 | neighbour  | remote `.0` -> remote VTEP MAC, permanent         | no ARP across the overlay    |
 | FDB        | remote VTEP MAC -> remote node's underlay IP      | where to send the UDP packet |
 | route      | remote subnet via remote `.0` dev podnet.1 onlink | last: it makes the path live |
+|            | src <this node's underlay address>                | node traffic keeps its IP    |
 
 The route goes last, or the kernel would ARP for the gateway before the neighbour exists;
 a failure removes what was added. `host-gw` needs one entry per remote node instead (the
@@ -149,8 +150,11 @@ class VxlanBackend:
             (lambda: node.fdb("replace", ifindex=ifindex, lladdr=mac, dst=str(peer.public_ip),
                               state=NUD_PERMANENT, flags=NTF_SELF),
              lambda: node.fdb("del", ifindex=ifindex, lladdr=mac, dst=str(peer.public_ip))),
+            # `prefsrc`: the node's own traffic to remote pods leaves from its underlay
+            # address, as in host-gw mode: a host-network pod has its node's address.
             (lambda: node.route("replace", dst=str(peer.subnet), gateway=str(peer.gateway),
-                                oif=ifindex, flags=RTNH_F_ONLINK),
+                                oif=ifindex, flags=RTNH_F_ONLINK,
+                                prefsrc=str(self.underlay.address)),
              lambda: node.route("del", dst=str(peer.subnet))),
         ]
         _all_or_nothing(steps, f"peer {peer.node} ({peer.subnet} via {peer.public_ip})")
