@@ -14,12 +14,14 @@ import os
 import signal
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from podnet import ipam
 from podnet.agent import server, wiring
 from podnet.agent.endpoints import leaked_veths
 from podnet.agent.env import Env
+from podnet.agent.flows import FLOW_LOG_GROUP, FlowLog
 from podnet.agent.overlay import OverlaySync, start_overlay
 from podnet.agent.policy import PolicySync
 from podnet.datapath import routes, sysctl, veth
@@ -41,6 +43,7 @@ class AgentConfig:
     mtu: int | None = None  # None: what the backend leaves of the underlay's MTU
     backend: str = "vxlan"
     iface: str | None = None  # the underlay interface; None: the default route's
+    flow_log: str | None = None  # append each policy decision here (agent/flows.py)
 
 
 @dataclass
@@ -109,11 +112,14 @@ def run(config: AgentConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    flows = FlowLog(Path(config.flow_log), config.node) if config.flow_log else None
     sock = server.listen(config.socket)
     if node.overlay is not None:
         start_overlay(env.store, node.overlay, stop)
-    policy = PolicySync(config.node, env.store)
+    policy = PolicySync(config.node, env.store, FLOW_LOG_GROUP if flows else None)
     env.admit = policy.admit
+    if flows is not None:
+        flows.start(stop)
     policy.start(stop)
     try:
         server.serve(sock, env, stop)

@@ -48,25 +48,28 @@ def local_pods(cluster: Cluster, endpoints: Iterable[Endpoint], node: str) -> li
                    if ep.node == node and ep.pod in known), key=lambda n: n.ifname)
 
 
-def render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = ()) -> Json:
+def render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
+                log_group: int | None = None) -> Json:
     endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
     cluster = desired_cluster(snapshot, endpoints)
-    return render(Engine(cluster).resolution, local_pods(cluster, endpoints, node))
+    return render(Engine(cluster).resolution, local_pods(cluster, endpoints, node),
+                  log_group=log_group)
 
 
 class PolicySync:
     """The reconciler; also called by CNI ADD with the endpoint it is about to report."""
 
-    def __init__(self, node: str, store: ResourceStore) -> None:
+    def __init__(self, node: str, store: ResourceStore, log_group: int | None = None) -> None:
         self.node = node
+        self.log_group = log_group  # NFLOG group of every counted decision (the flow log)
         self._lock = threading.RLock()
         self.informer = Informer(store, KINDS, self, lock=self._lock)
         self._applied: str | None = None
 
     def __call__(self, snapshot: Snapshot, extra: Sequence[Endpoint] = ()) -> None:
         with self._lock:
-            document = render_node(snapshot, self.node, extra)
+            document = render_node(snapshot, self.node, extra, self.log_group)
             digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
             if digest == self._applied:
                 return

@@ -40,6 +40,8 @@ def register(sub: Any) -> None:
                        help="how pods reach other nodes (default vxlan)")
     agent.add_argument("--iface", metavar="IFNAME",
                        help="the underlay interface (default: the default route's)")
+    agent.add_argument("--flow-log", metavar="PATH",
+                       help="log every policy decision (NFLOG) to PATH, one JSON line each")
     agent.set_defaults(handler=cmd_agent)
 
     install = sub.add_parser(
@@ -72,6 +74,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             mtu=args.mtu,
             backend=args.backend,
             iface=args.iface,
+            flow_log=args.flow_log,
         )
     )
 

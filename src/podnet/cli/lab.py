@@ -1,4 +1,4 @@
-"""`podnet lab up|down|exec|probe|list`: an emulated multi-node cluster on this machine."""
+"""`podnet lab up|down|exec|probe|verify|flows|list`: an emulated cluster on this machine."""
 
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ def register(sub: Any) -> None:
     verify = verbs.add_parser("verify", help="prove the kernel's verdicts equal the engine's")
     add_probes(verify)
     verify.set_defaults(handler=cmd_verify)
+
+    flows = verbs.add_parser("flows", help="recent connections and the policy rule that "
+                             "decided each (or the rules' counters)")
+    add_lab(flows)
+    flows.add_argument("--verdict", choices=("allowed", "denied"), help="only these")
+    flows.add_argument("--since", type=duration, metavar="DURATION",
+                       help="only the last 30s, 5m, 2h ...")
+    flows.add_argument("--pod", metavar="NS/NAME", help="only from or to this pod")
+    flows.add_argument("--last", type=int, default=20, metavar="N",
+                       help="the newest N (default 20; 0: all)")
+    flows.add_argument("--counters", action="store_true",
+                       help="instead: packets counted per policy rule and default deny, per node")
+    flows.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    flows.set_defaults(handler=cmd_flows)
 
     kubelet = verbs.add_parser("kubelet", help=argparse.SUPPRESS)  # started by `lab up`
     add_lab(kubelet)
@@ -240,6 +254,58 @@ def cmd_verify(args: argparse.Namespace) -> int:
     total = len(pods) ** 2 * len(results)
     print(f"\n{total - mismatches} of {total} verdicts agree; {mismatches} mismatches")
     return 1 if mismatches else 0
+
+
+def duration(text: str) -> float:
+    """`30s`, `5m`, `2h`, or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text[-1:] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a duration (30s, 5m, 2h)") from None
+
+
+def cmd_flows(args: argparse.Namespace) -> int:
+    import time
+
+    from podnet.lab import cluster
+    from podnet.lab.flows import lab_flows, node_counters
+
+    paths = cluster.find(args.lab)
+    if args.counters:
+        counters = node_counters(paths)
+        if args.output == "json":
+            print_json(counters)
+        else:
+            print_table(("node", "rule", "packets"), [
+                (node, rule, packets) for node, rules in counters.items()
+                for rule, packets in sorted(rules.items())])
+        return 0
+    since = time.time() - args.since if args.since is not None else None
+    flows = lab_flows(paths, args.verdict, since, args.pod, args.last)
+    if args.output == "json":
+        print_json([f.to_json() for f in flows])
+        return 0
+    print_table(("time", "node", "source", "destination", "protocol", "verdict", "by"), [
+        (doc["time"][11:23], doc["node"], _endpoint(doc["source"]),
+         _endpoint(doc["destination"]), doc["protocol"], doc["verdict"],
+         _decided_by(doc)) for doc in (f.to_json() for f in flows)])
+    return 0
+
+
+def _endpoint(end: dict[str, Any]) -> str:
+    where = end["pod"] or end["ip"]
+    return f"{where}:{end['port']}" if end["port"] is not None else where
+
+
+def _decided_by(doc: dict[str, Any]) -> str:
+    if doc["rule"] == "default deny":
+        return f"default deny {doc['direction']} ({', '.join(doc['policies'])})"
+    if doc["verdict"] == "allowed":
+        return f"{doc['policies'][0]} {doc['rule']}"
+    return str(doc["rule"])
 
 
 def cmd_kubelet(args: argparse.Namespace) -> int:

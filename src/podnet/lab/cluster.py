@@ -22,6 +22,7 @@ from pathlib import Path
 
 from podnet import ipam
 from podnet.errors import PodnetError
+from podnet.lab.flows import flow_log_path
 from podnet.lab.state import LabPaths, NoLab, choose, labs
 from podnet.lab.underlay import add_node, create_underlay, delete_netns
 from podnet.model import Manifest
@@ -65,7 +66,8 @@ def up(lab: Lab, workloads: Sequence[Manifest], progress: Progress | None = None
             _spawn(paths, f"agent-{node}", [
                 "nsenter", f"--net={paths.netns_path(paths.node(node))}", PODNET, "-v", "agent",
                 "--node", node, "--store", paths.store_url, "--socket", str(paths.socket(node)),
-                "--backend", lab.backend, "--iface", "eth0"])
+                "--backend", lab.backend, "--iface", "eth0",
+                "--flow-log", str(flow_log_path(paths, node))])
         _wait(lambda: all(paths.socket(n).exists() for n in lab.nodes), timeout,
               "agents did not start", paths)
         _spawn(paths, "kubelet", [PODNET, "-v", "lab", "kubelet", "--lab", lab.name])
