@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from podnet import ipam
+from podnet.agent.informer import Informer
 from podnet.errors import PodnetError
 from podnet.lab.flows import flow_log_path
 from podnet.lab.state import LabPaths, NoLab, choose, labs
@@ -130,9 +131,13 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, paths: LabPa
 
 
 def _wait_for_pods(store: Store, paths: LabPaths, report: Progress, timeout: float) -> None:
+    """Until every pod runs. Pods are followed by watch: listing 500 pods every 0.1 s cost
+    this process more CPU than the kubelet's own (bench/lab.py)."""
+    informer = Informer(store, ["Pod"], lambda snapshot: None)
     deadline = time.monotonic() + timeout
     while True:
-        pods = store.list("Pod").items
+        informer.refresh()
+        pods = list(informer.snapshot()["Pod"].values())
         running = sum((p.body.get("status") or {}).get("phase") == "Running" for p in pods)
         report("pods", running, len(pods))
         if pods and running == len(pods):
