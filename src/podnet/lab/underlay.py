@@ -18,22 +18,35 @@ import errno
 from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from podnet.datapath.netns import DatapathError, rtnl
-from podnet.lab.state import UNDERLAY_NET, LabPaths, node_address
+from podnet.datapath.netns import DatapathError, rtnl, run_in
+from podnet.datapath.sysctl import read_sysctl, write_sysctl
+from podnet.lab.state import NETNS_DIR, UNDERLAY_NET, LabPaths, node_address
 
 BRIDGE = "br0"
 GATEWAY = f"{UNDERLAY_NET}.1"
 PREFIX_LEN = 24
+ICMP_DEST_UNREACH = 3  # the bit of net.ipv4.icmp_ratemask that limits port unreachables
 
 
 def create_netns(name: str) -> None:
-    """A new named network namespace (`ip netns add`); an existing one is an error."""
+    """A new named network namespace (`ip netns add`); an existing one is an error.
+
+    Its ICMP destination-unreachable errors are not rate-limited: the prober reads a refusal
+    (port unreachable) as "policy let the packet through", and the kernel's default limit
+    (6 per peer, then one a second) would make a refusal look like a drop.
+    """
     try:
         pyroute2_netns.create(name)
     except OSError as err:
         if err.errno == errno.EEXIST:
             raise DatapathError(f"network namespace {name} exists already") from err
         raise
+    run_in(str(NETNS_DIR / name), _refuse_without_limit)
+
+
+def _refuse_without_limit() -> None:
+    mask = int(read_sysctl("net.ipv4.icmp_ratemask"))
+    write_sysctl("net.ipv4.icmp_ratemask", str(mask & ~(1 << ICMP_DEST_UNREACH)))
 
 
 def delete_netns(name: str) -> None:
