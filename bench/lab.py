@@ -249,7 +249,7 @@ def report_bringup(run: UpRun, nodes: int, pods: int) -> None:
         span = started[-1] - started[0]
         print(f"| `lab up` returned | {run.wall:.1f} |\n")
         print(f"Pods: {len(started)} started in {span:.1f} s, {len(started) / max(span, 1e-9):.1f}"
-              f" pods/s ({1000 * span / max(len(started), 1):.0f} ms each, 8 at a time).")
+              f" pods/s ({1000 * span / max(len(started), 1):.0f} ms apart on average).")
     if adds:
         walls, cpus = [w for w, _ in adds], [c for _, c in adds]
         print(f"Agents: {len(adds)} ADDs; agent-side wall per ADD p50 "
@@ -268,8 +268,10 @@ def report_bringup(run: UpRun, nodes: int, pods: int) -> None:
         print(f"| kubelet (children: nsenter + podnet-cni) | {own:.1f} | {children:.1f} |")
     total = run.up_cpu + sum(a + c for a, c in run.cpu.values())
     print(f"| all | {total:.1f} | |\n")
+    cores = os.cpu_count() or 1
     print(f"CPU in all: {total:.1f} s in {run.wall:.1f} s of wall clock = "
-          f"{total / run.wall:.2f} cores busy of {os.cpu_count()}.")
+          f"{total / run.wall:.2f} cores busy of {cores}. Even on idle cores, all busy, "
+          f"this work takes at least {total / cores:.0f} s (CPU / {cores}).")
 
 
 def _p95(values: list[float]) -> float:
