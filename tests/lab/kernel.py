@@ -83,12 +83,15 @@ def namespace_manifests(names: Sequence[str]) -> list[Obj]:
 
 
 def pod_manifest(key: str, node: str, ports: Sequence[Obj] = ({"containerPort": 80},),
-                 labels: Mapping[str, str] | None = None) -> Obj:
+                 labels: Mapping[str, str] | None = None, host_network: bool = False) -> Obj:
     """The pod `namespace/name` on `node`, one container declaring (and so serving) `ports`."""
     namespace, name = key.split("/")
+    spec: Obj = {"nodeName": node, "containers": [{"name": "c", "ports": list(ports)}]}
+    if host_network:
+        spec["hostNetwork"] = True
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": list(ports)}]}}
+            "spec": spec}
 
 
 def model_workloads(model: Model) -> list[Obj]:

@@ -4,11 +4,11 @@ kernel's verdict equals the engine's on every pair, port and protocol.
 The policies come from the strategy of tests/policy/test_engine_vs_oracle.py (both selectors
 and their operators, ipBlocks with excepts, TCP/UDP/SCTP, numbered, ranged and named ports,
 defaulted and explicit policyTypes), and so do the pods' and namespaces' labels. The lab is
-drawn once: two nodes, four pods over namespaces x, y, z, two of them on each node, whose
-named ports `http` and `dns` mean different numbers and protocols on each pod. Each example
-writes its state to the store; the agents must bring the kernel to the engine's verdicts
-within 2 s: TCP and UDP probed from every pod to every pod on ports 80-82, SCTP read from the
-nodes' tables.
+drawn once: two nodes, four pods over namespaces x, y, z, two on each node, whose named
+ports `http` and `dns` mean different numbers and protocols on each pod, and a host-network
+pod on node-1. Each example writes its state to the store; the agents must bring the kernel
+to the engine's verdicts within 2 s: TCP and UDP probed from every pod to every pod on ports
+80-82, SCTP read from the nodes' tables.
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ def port(number: int, protocol: str, name: str | None = None) -> dict[str, Any]:
     return {**found, "name": name} if name else found
 
 
-# pod: (node, containerPorts); `http` and `dns` differ from pod to pod.
+# pod: (node, containerPorts); `http` and `dns` differ from pod to pod. z/host is in its
+# node's network (selectors never pick it, ipBlocks of 192.0.2.0/24 do; node-1's own traffic).
+HOST = "z/host"
 PODS = {
+    HOST: ("node-1", [port(81, "TCP", "http"), port(82, "UDP", "dns")]),
     "x/p0": ("node-1", [port(80, "TCP", "http"), port(81, "UDP", "dns"), port(81, "TCP"),
                         port(80, "UDP")]),
     "x/p1": ("node-2", [port(81, "TCP", "http"), port(80, "UDP", "dns"), port(80, "TCP")]),
@@ -61,7 +64,8 @@ PODS = {
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPaths]:
     name = lab_name("dif")
     workloads = [*namespace_manifests(NAMESPACES),
-                 *(pod_manifest(key, node, ports) for key, (node, ports) in PODS.items())]
+                 *(pod_manifest(key, node, ports, host_network=key == HOST)
+                   for key, (node, ports) in PODS.items())]
     with running_lab(name, [lab_manifest(name, ("node-1", "node-2")), *workloads],
                      tmp_path_factory.mktemp("dif")) as paths:
         assert sorted(p.key for p in running_pods(paths)) == sorted(PODS)
