@@ -9,7 +9,7 @@ the lab comes up, each line stamped as it appears) and the CPU of every lab proc
 Throughput: for each backend a lab of 2 nodes and 3 pods (a, b on node-1; c on node-2).
 iperf3 TCP, one stream for `--seconds`: a -> b (same node), a -> c (across nodes), and the
 reference: node-1 -> node-2 on their underlay addresses. Rounds alternate the paths, so all
-meet the same load; the best round counts (and the median is shown).
+meet the same load; each pod run is set against the underlay run of its round.
 
     .venv/bin/python bench/lab.py                        # about 3 minutes on 2 cores
     .venv/bin/python bench/lab.py --no-bringup --rounds 5
@@ -49,6 +49,7 @@ GOAL_UP_SECONDS = 60.0
 PODS_PER_DEPLOYMENT = 50
 NAMESPACES = 5
 IPERF_PORT = 5201
+UNDERLAY = "node to node (underlay)"
 LAB_NAME = re.compile(r"bl(\d+)(up|vx|hg)")
 
 
@@ -84,18 +85,18 @@ def lab_down(name: str) -> float:
         signal.signal(signal.SIGINT, previous)
 
 
-def sweep() -> None:
-    """Remove labs of bench runs that were killed (their PID no longer runs this script)."""
+def sweep(pattern: re.Pattern[str] = LAB_NAME, script: bytes = b"bench/lab.py") -> None:
+    """Remove labs of bench runs that were killed (their PID no longer runs `script`)."""
     for name in labs():
-        match = LAB_NAME.fullmatch(name)
-        if match and not _runs_me(int(match.group(1))):
+        match = pattern.fullmatch(name)
+        if match and not _runs(int(match.group(1)), script):
             print(f"removing lab {name}, left by a killed run")
             lab_down(name)
 
 
-def _runs_me(pid: int) -> bool:
+def _runs(pid: int, script: bytes) -> bool:
     try:
-        return b"bench/lab.py" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        return script in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
     except OSError:
         return False
 
@@ -340,7 +341,7 @@ def measure_throughput(paths: LabPaths, rounds: int, seconds: float) -> dict[str
     paths_to_measure = {
         "pod to pod, same node": (a.netns, b.netns, str(b.ip)),
         "pod to pod, across nodes": (a.netns, c.netns, str(c.ip)),
-        "node to node (underlay)": (node1, node2, node2_ip),
+        UNDERLAY: (node1, node2, node2_ip),
     }
     figures: dict[str, list[float]] = {what: [] for what in paths_to_measure}
     for _ in range(rounds):
@@ -351,15 +352,18 @@ def measure_throughput(paths: LabPaths, rounds: int, seconds: float) -> dict[str
 
 def report_throughput(results: dict[str, dict[str, list[float]]], rounds: int,
                       seconds: float) -> None:
-    print(f"\niperf3 TCP, one stream, {seconds:g} s per run, best of {rounds} rounds "
-          "(median in brackets); ratio: best against the same lab's best underlay run\n")
+    """Gbit/s, and each run against the underlay run of its own round (the nearest in time,
+    so under the same load): the median of those ratios, and their range."""
+    print(f"\niperf3 TCP, one stream, {seconds:g} s per run, {rounds} rounds; Gbit/s: best "
+          "(median); vs underlay: median of the per-round ratios (min-max)\n")
     print("| backend | path | Gbit/s | vs underlay |")
     print("|---|---|---:|---:|")
     for backend, figures in results.items():
-        underlay = max(figures["node to node (underlay)"])
+        underlay = figures[UNDERLAY]
         for what, values in figures.items():
+            ratios = [v / u for v, u in zip(values, underlay, strict=True)]
             print(f"| {backend} | {what} | {max(values):.2f} ({statistics.median(values):.2f}) | "
-                  f"{max(values) / underlay:.2f} |")
+                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
 
 
 # -- main ------------------------------------------------------------------------------------
