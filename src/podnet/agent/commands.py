@@ -54,7 +54,7 @@ def cmd_add(args: CniArgs, conf: NetConf, env: Env) -> Result:
             pod_name=name,
         )
         wired = wiring.wire_pod(env.netlink(), ep)
-        undo.callback(wiring.unwire_pod, env.rtnl(), ep.host_ifname)
+        undo.callback(wiring.unwire_pod, env.netlink(), ep.host_ifname)
         env.record(ep)
         undo.callback(env.forget, args.container_id, args.ifname)
         env.admit(ep)  # isolated, if a policy selects it, before the runtime sees the pod
@@ -78,7 +78,7 @@ def cmd_del(args: CniArgs, conf: NetConf, env: Env) -> None:
         ep = env.endpoint(args.container_id, args.ifname)
         veth_name = ep.host_ifname if ep else host_ifname(args.container_id, args.ifname)
         steps = (
-            ("remove veth", lambda: wiring.unwire_pod(env.rtnl(), veth_name)),
+            ("remove veth", lambda: wiring.unwire_pod(env.netlink(), veth_name)),
             ("release address", lambda: env.allocator.release(
                 ipam.Attachment(args.container_id, args.ifname))),
             ("drop endpoint", lambda: env.forget(args.container_id, args.ifname)),
@@ -121,7 +121,7 @@ def cmd_gc(args: CniArgs, conf: NetConf, env: Env) -> None:
     and veths no endpoint owns (an ADD that died half-way)."""
     valid = conf.valid_attachments()
     failures = []
-    node = env.rtnl()
+    node = env.netlink()
     with env.all_attachments_locked():
         recorded = env.endpoints()
         for ep in stale(recorded, valid):
@@ -131,7 +131,7 @@ def cmd_gc(args: CniArgs, conf: NetConf, env: Env) -> None:
             except PodnetError as err:
                 failures.append(f"{ep.name}: {err}")
         kept = [ep for ep in recorded if (ep.container_id, ep.ifname) in valid]
-        for name in leaked_veths(kept, veth.list_host_veths(node)):
+        for name in leaked_veths(kept, veth.list_host_veths(env.rtnl())):
             try:
                 wiring.unwire_pod(node, name)
             except PodnetError as err:

@@ -78,7 +78,7 @@ def start(config: AgentConfig) -> Node:
             lease = ipam.register_node(store, config.node, backend.setup(handle, lease.subnet))
     mtu = config.mtu or (backend.pod_mtu() if backend else DEFAULT_MTU)
     env = Env(config.node, store, lease, mtu)
-    routes.bring_up_loopback(env.rtnl())
+    routes.bring_up_loopback(env.netlink())
     resync(env)
     log.info("node %s: subnet %s, %s, pod MTU %d, serving %s", config.node, lease.subnet,
              f"{backend.name} over {lease.attrs.get('publicIP')}" if backend else "no overlay",
@@ -92,7 +92,7 @@ def resync(env: Env) -> None:
     node = env.rtnl()
     for name in leaked_veths(recorded, veth.list_host_veths(node)):
         log.warning("removing leaked veth %s (no endpoint recorded)", name)
-        wiring.unwire_pod(node, name)
+        wiring.unwire_pod(env.netlink(), name)
     for ep in recorded:
         if veth.get_link(node, ep.host_ifname) is None:
             log.warning("endpoint %s: veth %s is gone (pod deleted while the agent was down; "

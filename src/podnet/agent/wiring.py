@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from podnet.agent.endpoints import Endpoint
-from podnet.datapath import routes, rtnl, sysctl, veth
+from podnet.datapath import routes, sysctl, veth
 from podnet.datapath.netns import DatapathError, NetnsGone
 from podnet.datapath.netns import rtnl as iproute_in
 from podnet.datapath.rtnl import Rtnl, open_rtnl
@@ -51,12 +51,12 @@ def wire_pod(node: Rtnl, ep: Endpoint) -> Wired:
         sysctl.enable_proxy_arp(ep.host_ifname)
         routes.route_to_pod(node, ep.ip, host_link.index)
     except BaseException:
-        node.run(rtnl.delete_link(ep.host_ifname))
+        veth.delete_veth(node, ep.host_ifname)
         raise
     return Wired(host=host_link, pod=pod_link)
 
 
-def unwire_pod(node: IPRoute, host_ifname: str) -> bool:
+def unwire_pod(node: Rtnl, host_ifname: str) -> bool:
     """Remove the pod's veth (its route goes with it); False if it was already gone."""
     return veth.delete_veth(node, host_ifname)
 

@@ -36,13 +36,10 @@ class PodRoutes:
     loopback_up: bool
 
 
-def bring_up_loopback(ipr: IPRoute) -> None:
+def bring_up_loopback(node: Rtnl) -> None:
     """`lo` up. On a node this also creates the kernel's local routing table: without it every
     neighbour is classed as broadcast (NOARP, ff:ff:ff:ff:ff:ff) and TCP to pods is dropped."""
-    try:
-        ipr.link("set", index=LOOPBACK_INDEX, state="up")
-    except NetlinkError as err:
-        raise DatapathError(f"cannot bring up loopback: {err}") from err
+    node.run(rtnl.link_up(LOOPBACK_INDEX))
 
 
 def configure_pod(pod: Rtnl, index: int, ifname: str, address: ipaddress.IPv4Address) -> Link:

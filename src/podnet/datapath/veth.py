@@ -100,14 +100,14 @@ def create_veth(node: Rtnl, host_name: str, pod_netns: str, pod_ifname: str, mtu
     return link_of(host)
 
 
-def delete_veth(node: IPRoute, host_name: str) -> bool:
+def delete_veth(node: Rtnl, host_name: str) -> bool:
     """Delete the pair by its host end; False if it was already gone (DEL is idempotent)."""
     try:
-        node.link("del", ifname=host_name)
-    except NetlinkError as err:
-        if err.code == errno.ENODEV:
+        node.run(rtnl.delete_link(host_name))
+    except rtnl.NetlinkRefused as err:
+        if err.errno == errno.ENODEV:
             return False
-        raise DatapathError(f"cannot delete veth {host_name}: {err}") from err
+        raise
     return True
 
 
