@@ -94,15 +94,18 @@ class Rtnl:
 
     def run(self, *requests: Request) -> list[ifinfmsg]:
         """Send `requests` at once; wait for every answer. Returns the links that GETs read."""
-        first = next(self._sequence)
-        for _ in requests[1:]:
-            next(self._sequence)
-        self.sock.send(b"".join(_build(r, first + i) for i, r in enumerate(requests)))
-        pending = {first + i: r for i, r in enumerate(requests)}
+        pending = {next(self._sequence): request for request in requests}
+        try:
+            self.sock.send(b"".join(_build(r, seq) for seq, r in pending.items()))
+        except OSError as err:
+            raise DatapathError(f"cannot send to the kernel: {err}") from err
         replies: list[ifinfmsg] = []
         failure: NetlinkRefused | None = None
         while pending:
-            data = self.sock.recv(1 << 16)
+            try:
+                data = self.sock.recv(1 << 16)
+            except OSError as err:
+                raise DatapathError(f"cannot read the kernel's answer: {err}") from err
             offset = 0
             while offset < len(data):
                 length, kind, _, sequence, _ = _HEADER.unpack_from(data, offset)
