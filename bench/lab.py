@@ -3,8 +3,9 @@
 Bring-up: `podnet lab up -f DIR` as a whole process, wall clock, on a generated lab (a
 `kind: Lab` with `--nodes` nodes and `--pods` pods from Deployments of 50, one containerPort
 each); then where the time went, from the logs of the kubelet and the agents (tailed while
-the lab comes up, each line stamped as it appears) and the CPU of every lab process; then
-`podnet lab down`. Goal (issue 5): at most 60 s for 10 x 50 on 2 cores.
+the lab comes up, each line stamped as it appears; all of them in bench/out/lab/up.timeline)
+and the CPU of every lab process; then `podnet lab down`. Goal (issue 5): at most 60 s for
+10 x 50 on 2 cores.
 
 Throughput: for each backend a lab of 2 nodes and 3 pods (a, b on node-1; c on node-2).
 iperf3 TCP, one stream for `--seconds`: a -> b (same node), a -> c (across nodes), and the
@@ -122,6 +123,8 @@ def lab_up(name: str, docs: list[dict[str, object]], timeout: float) -> Iterator
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - started
         tail.stop()
+        manifest.with_suffix(".timeline").write_text(
+            "".join(f"{t:8.3f} {log}: {line}\n" for t, log, line in tail.lines))
         if proc.returncode != 0:
             raise BenchError(f"podnet lab up -f {manifest}: {err.decode().strip()}")
         yield UpRun(paths, manifest, wall, usage.ru_utime + usage.ru_stime, tail.lines,
