@@ -80,12 +80,16 @@ class Netns:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
-    def ping(self, ip: str) -> bool:
-        done = subprocess.run(
-            ["nsenter", f"--net={self.path}", "ping", "-c1", "-W2", ip],
-            capture_output=True, check=False,
-        )
-        return done.returncode == 0
+    def ping(self, ip: str, attempts: int = 3) -> bool:
+        """Whether `ip` answers; a few tries, as a loaded machine may lose a deadline."""
+        for _ in range(attempts):
+            done = subprocess.run(
+                ["nsenter", f"--net={self.path}", "ping", "-c1", "-W3", ip],
+                capture_output=True, check=False,
+            )
+            if done.returncode == 0:
+                return True
+        return False
 
     def links(self) -> list[str]:
         out = json.loads(self.run("ip", "-j", "link", "show"))
