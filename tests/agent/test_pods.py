@@ -20,7 +20,7 @@ PEER_SERVER = (
     "s.bind((sys.argv[1], 7070)); s.listen(1); print('ready', flush=True)\n"
     "c, peer = s.accept(); print(peer[0], flush=True)\n"
 )
-CLIENT = "import socket,sys; socket.create_connection((sys.argv[1], 7070), timeout=5).close()"
+CLIENT = "import socket,sys; socket.create_connection((sys.argv[1], 7070), timeout=10).close()"
 
 
 def peer_seen_by(server: Netns, bind: str, client: Netns, target: str) -> str:
