@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 
+import podnet
 from cni import machine
 from podnet.lab.pods import running_pods
 from podnet.lab.state import LabPaths, labs
@@ -60,11 +61,11 @@ class BenchError(Exception):
 
 # -- processes and labs, always removed ------------------------------------------------------
 
-def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM, grace: float = 10.0) -> None:
-    """Stop one process we started, by its PID: `signum`, then SIGKILL after `grace` s."""
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Stop one process we started, by its PID: SIGTERM, then SIGKILL after `grace` s."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signum)
+            os.kill(proc.pid, signal.SIGTERM)
         try:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -132,7 +133,7 @@ def lab_up(name: str, docs: list[dict[str, object]], timeout: float) -> Iterator
     finally:
         tail.stop()
         if proc is not None:
-            stop(proc, signal.SIGINT, grace=60.0)  # it removes what it made, then exits
+            stop(proc)  # still coming up (Ctrl-C): `lab down` below removes what it made
         lab_down(name)
 
 
@@ -369,6 +370,18 @@ def report_throughput(results: dict[str, dict[str, list[float]]], rounds: int,
                   f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
 
 
+def podnet_source() -> str:
+    """The commit the lab's processes run, and whether its src/ has uncommitted changes: they
+    run too (in a shared tree, someone's work in progress)."""
+    src = Path(podnet.__file__).parents[1]
+    git = ["git", "-C", str(src)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "unknown"
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True,
+                           text=True, check=False).stdout.strip()
+    return f"podnet: {src} at {commit}" + (" + uncommitted changes" if dirty else "")
+
+
 # -- main ------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench/lab.py: needs root (network namespaces)", file=sys.stderr)
         return 2
+    # Ctrl-C and SIGTERM unwind through every `finally` (also when started in the background,
+    # where SIGINT comes ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print("\n".join(machine()))
+    print(podnet_source())
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f}")
     sweep()
     prefix = f"bl{os.getpid()}"
