@@ -12,6 +12,7 @@ is kept.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from podnet.datapath.nflog import LoggedPacket, NflogSocket
+from podnet.errors import PodnetError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Decision:
     rule: str  # "ingress[0]", "default deny", "anti-spoofing: ..."
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # a node's tables have few distinct comments
     def of(cls, prefix: str) -> Decision:
         if match := _POLICY_RULE.fullmatch(prefix):
             return cls(ALLOWED, match["direction"], (match["policy"],),
@@ -97,6 +100,10 @@ class FlowLog:
         self.path = path
         self.node = node
         self.max_bytes = max_bytes
+        try:
+            path.open("a").close()  # an unwritable path fails the agent's start, not later
+        except OSError as err:
+            raise PodnetError(f"flow log {path}: {err.strerror}") from err
         self._socket = NflogSocket(group)  # bound now: a busy group fails the agent's start
 
     def start(self, stop: threading.Event) -> threading.Thread:
@@ -111,21 +118,26 @@ class FlowLog:
             while not stop.is_set():
                 packets = self._socket.read(timeout=0.5)
                 if packets:
-                    self.append(Flow.of(self.node, p) for p in packets)
+                    append_flows(self.path, (Flow.of(self.node, p) for p in packets),
+                                 self.max_bytes)
                 if self._socket.lost > lost:
                     lost = self._socket.lost
                     log.warning("flow log: the kernel dropped %d batches (reading too slowly)",
                                 lost)
 
-    def append(self, flows: Iterable[Flow]) -> None:
-        lines = "".join(json.dumps(f.to_json()) + "\n" for f in flows)
-        try:
-            if self.path.stat().st_size + len(lines) > self.max_bytes:
-                os.replace(self.path, rotated(self.path))
-        except FileNotFoundError:
-            pass
-        with self.path.open("a") as out:
-            out.write(lines)
+
+
+def append_flows(path: Path, flows: Iterable[Flow], max_bytes: int = MAX_BYTES) -> None:
+    """Append one line per flow; first rename a log that would grow past `max_bytes` to
+    `.1` (replacing the previous `.1`)."""
+    lines = "".join(json.dumps(f.to_json()) + "\n" for f in flows)
+    try:
+        if path.stat().st_size + len(lines) > max_bytes:
+            os.replace(path, rotated(path))
+    except FileNotFoundError:
+        pass
+    with path.open("a") as out:
+        out.write(lines)
 
 
 def rotated(path: Path) -> Path:
