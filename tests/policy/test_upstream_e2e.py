@@ -4,7 +4,7 @@ Each case is upstream's `ginkgo.It` of test/e2e/network/netpol/network_policy.go
 the same minimal topology, the same policies (built as upstream's policies.go builds them, then
 defaulted and validated by podnet.model as the API server would), the same updates, and the
 same expected Reachability at every validation, so the final state is checked too. Observed
-tables come from the engine's matrix, the engine's connectivity, or the oracle; the diagonal
+tables come from the engine's matrix, connectivity or verdicts, or from the oracle; the diagonal
 (loopback) is ignored, as upstream ignores it. A mismatch prints the three truth tables.
 """
 
@@ -812,8 +812,19 @@ def observe_engine_connectivity(
             r.observe(src, dst, connectivity.between(src, dst).allows(protocol, port_number))
 
 
+def observe_engine_verdicts(
+    cluster: Cluster, r: Reachability, port_number: int, protocol: Protocol
+) -> None:
+    engine = Engine(cluster)
+    for src in r.pods:
+        for dst in r.pods:
+            verdict = engine.verdict(cluster.pod(src), cluster.pod(dst), port_number, protocol)
+            r.observe(src, dst, verdict.allowed)
+
+
 JUDGES = {"engine-matrix": observe_engine_matrix,
           "engine-connectivity": observe_engine_connectivity,
+          "engine-verdict": observe_engine_verdicts,
           "oracle": observe_oracle}
 
 
