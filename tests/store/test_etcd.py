@@ -83,15 +83,17 @@ def test_events_of_one_commit_share_a_revision_and_are_never_split(etcd_store: S
     assert {e.revision for e in events} == {since + 1}
 
 
-def test_compaction_during_a_watch_gone_stale(etcd_store: Store) -> None:
-    since = etcd_store.revision()
-    etcd_store.create(Key("Pod", "x", "a"), {})
-    etcd_store.update(Key("Pod", "x", "a"), {"v": 2})
-    etcd_store.compact(etcd_store.revision())  # type: ignore[attr-defined]
-    with pytest.raises(Compacted):
-        etcd_store.events(Watch(since))
-    with pytest.raises(Compacted):
-        next(iter(etcd_store.watch(Watch(since), stop=threading.Event())))
+def test_compacted_history_ends_events_and_watch(tmp_path: Path) -> None:
+    # An etcd of its own: compaction is global, and other tests read history from 0.
+    with local_cluster(tmp_path, 1) as cluster, open_store(cluster.url()) as store:
+        since = store.revision()
+        store.create(Key("Pod", "x", "a"), {})
+        store.update(Key("Pod", "x", "a"), {"v": 2})
+        store.compact(store.revision())  # type: ignore[attr-defined]
+        with pytest.raises(Compacted):
+            store.events(Watch(since))
+        with pytest.raises(Compacted):
+            next(iter(store.watch(Watch(since), stop=threading.Event())))
 
 
 def test_watch_resumes_after_the_member_restarts(tmp_path: Path) -> None:
@@ -143,3 +145,15 @@ def test_calls_fail_in_bounded_time_without_quorum(tmp_path: Path) -> None:
             # kept the proposal): "b" may exist now. Callers treat Unavailable as "unknown".
             store.create(Key("Pod", "x", "c"), {})
             assert {"a", "c"} <= {r.name for r in store.list("Pod").items}
+
+
+def test_wait_wakes_on_a_change_of_another_client(etcd_store: Store, etcd_url: str) -> None:
+    since = etcd_store.revision()
+    woke = threading.Event()
+    waiter = threading.Thread(target=lambda: (etcd_store.wait(since, 60),  # type: ignore[attr-defined]
+                                              woke.set()))
+    waiter.start()
+    with open_store(etcd_url) as other:
+        other.create(Key("Pod", "x", "a"), {})
+    waiter.join(timeout=20)
+    assert woke.is_set()

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import queue
-import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -51,7 +50,16 @@ from podnet.store.base import (
     Update,
     Watch,
 )
-from podnet.store.etcd_client import DEFAULT_TIMEOUT, EtcdClient, decode, encode, range_end
+from podnet.store.etcd_client import (
+    DEFAULT_TIMEOUT,
+    EtcdClient,
+    close_stream,
+    decode,
+    encode,
+    messages_of,
+    range_end,
+    read_into,
+)
 from podnet.store.etcd_ip import EtcdIPStore, pool_of_key
 from podnet.store.etcd_ip import pools_prefix as ipam_prefix
 
@@ -210,7 +218,7 @@ class EtcdStore:
                 stop.wait(1.0)
                 continue
             messages: queue.Queue[dict[str, Any] | Exception] = queue.Queue()
-            reader = threading.Thread(target=_read_into, args=(stream, messages),
+            reader = threading.Thread(target=read_into, args=(stream, messages),
                                       daemon=True,
                                       name="podnet-etcd-watch")
             reader.start()
@@ -238,7 +246,23 @@ class EtcdStore:
             except Unavailable as err:
                 log.warning("%s; watching again", err)
             finally:
-                _close_stream(response)
+                close_stream(response)
+
+    def wait(self, since: int, timeout: float) -> None:
+        """Return when etcd has changes after `since` (a native watch sees one), or after
+        `timeout`: what lets an informer sleep instead of polling `events`."""
+        try:
+            response, messages = self._watch_stream(since, read_timeout=timeout)
+        except StoreError:
+            return  # the informer's next `events` says what is wrong
+        try:
+            for message in messages:
+                if message.get("events"):
+                    return
+        except (requests.RequestException, StoreError):
+            return  # quiet for `timeout`, or the stream broke: look anyway
+        finally:
+            close_stream(response)
 
     def _watch_stream(self, since: int, read_timeout: float | None
                       ) -> tuple[requests.Response, Iterator[dict[str, Any]]]:
@@ -246,7 +270,7 @@ class EtcdStore:
         request = {"create_request": {"key": EVERYTHING, "range_end": EVERYTHING,
                                       "start_revision": since + 1, "prev_kv": True}}
         response = self.client.stream("watch", request, read_timeout)
-        messages = _messages(response, since)
+        messages = messages_of(response, since)
         try:
             first = next(messages, {})
         except requests.RequestException as err:
@@ -341,45 +365,6 @@ def _first_failure(ops: Sequence[Op], responses: Sequence[Mapping[str, Any]]) ->
             return Conflict(f"{op.key} changed: at revision {kvs[0]['mod_revision']}, "
                             f"not {op.revision}")
     return Conflict("the objects changed while the commit was sent")
-
-
-def _check_canceled(message: Mapping[str, Any], since: int) -> None:
-    compacted = int(message.get("compact_revision", 0))
-    if compacted:
-        raise Compacted(f"revision {since} is compacted (history starts at {compacted})")
-    raise Unavailable(f"etcd refused the watch from {since + 1}: "
-                      f"{message.get('cancel_reason') or message}")
-
-
-def _messages(response: requests.Response, since: int) -> Iterator[dict[str, Any]]:
-    """The answers of a gateway watch stream (one JSON object a line) from `since + 1`."""
-    # chunk_size None: each line as soon as it arrives (the stubs want an int)
-    for line in response.iter_lines(chunk_size=None):  # type: ignore[call-overload]
-        if line.strip():
-            result: dict[str, Any] = json.loads(line).get("result", {})
-            if result.get("canceled"):
-                _check_canceled(result, since)
-            yield result
-
-
-def _read_into(stream: Iterator[dict[str, Any]],
-               messages: queue.Queue[dict[str, Any] | Exception]) -> None:
-    """Move a stream's answers to `messages`, then why it ended (an exception)."""
-    try:
-        for message in stream:
-            messages.put(message)
-        messages.put(Unavailable("the etcd member closed the watch"))
-    except (requests.RequestException, StoreError, ValueError, AttributeError) as err:
-        messages.put(err)
-
-
-def _close_stream(response: requests.Response) -> None:
-    """End a stream another thread is reading: closing alone would wait for that read."""
-    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)  # the reader wakes up at the end of the stream
-    response.close()
 
 
 def _dump(body: Mapping[str, Any]) -> str:

@@ -15,11 +15,13 @@ So without quorum every call fails within `timeout` seconds per member, never ha
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import queue
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -30,7 +32,7 @@ from urllib3 import HTTPConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from podnet.store.base import NotFound, StoreError, Unavailable
+from podnet.store.base import Compacted, NotFound, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,45 @@ class EtcdClient:
     def _prefer(self, index: int) -> None:
         with self._lock:
             self._current = index % len(self._members)
+
+
+def _check_canceled(message: Mapping[str, Any], since: int) -> None:
+    compacted = int(message.get("compact_revision", 0))
+    if compacted:
+        raise Compacted(f"revision {since} is compacted (history starts at {compacted})")
+    raise Unavailable(f"etcd refused the watch from {since + 1}: "
+                      f"{message.get('cancel_reason') or message}")
+
+
+def messages_of(response: requests.Response, since: int) -> Iterator[dict[str, Any]]:
+    """The answers of a gateway watch stream (one JSON object a line) from `since + 1`."""
+    # chunk_size None: each line as soon as it arrives (the stubs want an int)
+    for line in response.iter_lines(chunk_size=None):  # type: ignore[call-overload]
+        if line.strip():
+            result: dict[str, Any] = json.loads(line).get("result", {})
+            if result.get("canceled"):
+                _check_canceled(result, since)
+            yield result
+
+
+def read_into(stream: Iterator[dict[str, Any]],
+               messages: queue.Queue[dict[str, Any] | Exception]) -> None:
+    """Move a stream's answers to `messages`, then why it ended (an exception)."""
+    try:
+        for message in stream:
+            messages.put(message)
+        messages.put(Unavailable("the etcd member closed the watch"))
+    except (requests.RequestException, StoreError, ValueError, AttributeError) as err:
+        messages.put(err)
+
+
+def close_stream(response: requests.Response) -> None:
+    """End a stream another thread is reading: closing alone would wait for that read."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # the reader wakes up at the end of the stream
+    response.close()
 
 
 def _session(netns: str | None) -> requests.Session:
