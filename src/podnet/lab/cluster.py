@@ -23,10 +23,11 @@ from pathlib import Path
 from podnet import ipam
 from podnet.agent.informer import Informer
 from podnet.errors import PodnetError
+from podnet.lab import etcd
 from podnet.lab.flows import flow_log_path
 from podnet.lab.state import LabPaths, NoLab, choose, labs
 from podnet.lab.underlay import add_node, create_underlay, delete_netns
-from podnet.model import Manifest
+from podnet.model import Manifest, build_cluster
 from podnet.model.lab import Lab
 from podnet.store import Store, open_store
 from podnet.store.apply import apply_manifests
@@ -60,13 +61,16 @@ def up(lab: Lab, workloads: Sequence[Manifest], progress: Progress | None = None
             report("nodes", i, len(lab.nodes))
             add_node(paths, node, i, lab.mtu)
         report("nodes", len(lab.nodes), len(lab.nodes))
+        if lab.datastore == "etcd":
+            _start_etcd(paths, lab, timeout)
         with open_store(paths.store_url) as store:
             ipam.ensure_cluster_config(store, ipam.ClusterConfig(lab.pod_cidr,
                                                                 lab.node_subnet_size))
         for node in lab.nodes:
             _spawn(paths, f"agent-{node}", [
                 "nsenter", f"--net={paths.netns_path(paths.node(node))}", PODNET, "-v", "agent",
-                "--node", node, "--store", paths.store_url, "--socket", str(paths.socket(node)),
+                "--node", node, "--store", paths.agent_store_url(node),
+                "--socket", str(paths.socket(node)),
                 "--backend", lab.backend, "--iface", "eth0",
                 "--flow-log", str(flow_log_path(paths, node))])
         _wait(lambda: all(paths.socket(n).exists() for n in lab.nodes), timeout,
@@ -74,7 +78,8 @@ def up(lab: Lab, workloads: Sequence[Manifest], progress: Progress | None = None
         _spawn(paths, "kubelet", [PODNET, "-v", "lab", "kubelet", "--lab", lab.name])
         with open_store(paths.store_url) as store:
             apply_manifests(store, workloads)
-            _wait_for_pods(store, paths, report, timeout)
+            _wait_for_pods(store, paths, report, timeout,
+                           len(build_cluster(workloads).pods))
     except BaseException:
         down(paths)
         raise
@@ -114,6 +119,14 @@ def find(name: str | None) -> LabPaths:
     return choose(name)
 
 
+def _start_etcd(paths: LabPaths, lab: Lab, timeout: float) -> None:
+    """The lab's etcd cluster, one member in each of the first three node namespaces."""
+    members = etcd.lab_members(paths, lab)
+    for member in members:
+        _spawn(paths, member.name, etcd.member_argv(member, members, f"podnet-{lab.name}"))
+    etcd.wait_ready(paths.store_url, timeout)
+
+
 def _spawn(paths: LabPaths, name: str, argv: list[str]) -> int:
     with (paths.logs / f"{name}.log").open("ab") as log_file:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_file,
@@ -130,9 +143,11 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, paths: LabPa
         time.sleep(0.05)
 
 
-def _wait_for_pods(store: Store, paths: LabPaths, report: Progress, timeout: float) -> None:
-    """Until every pod runs. Pods are followed by watch: listing 500 pods every 0.1 s cost
-    this process more CPU than the kubelet's own (bench/lab.py)."""
+def _wait_for_pods(store: Store, paths: LabPaths, report: Progress, timeout: float,
+                   expected: int) -> None:
+    """Until at least `expected` pods exist and every pod runs. Pods are followed by watch:
+    listing 500 pods every 0.1 s cost this process more CPU than the kubelet's (bench/lab.py).
+    """
     informer = Informer(store, ["Pod"], lambda snapshot: None)
     deadline = time.monotonic() + timeout
     while True:
@@ -140,7 +155,7 @@ def _wait_for_pods(store: Store, paths: LabPaths, report: Progress, timeout: flo
         pods = list(informer.snapshot()["Pod"].values())
         running = sum((p.body.get("status") or {}).get("phase") == "Running" for p in pods)
         report("pods", running, len(pods))
-        if pods and running == len(pods):
+        if len(pods) >= expected and running == len(pods):
             return
         if time.monotonic() > deadline:
             waiting = [p.key.namespace + "/" + p.key.name for p in pods

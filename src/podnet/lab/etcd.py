@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from podnet.errors import PodnetError
+from podnet.lab.state import LabPaths, node_address
+from podnet.model.lab import Lab
 from podnet.store import StoreError, open_store
 
 CLIENT_PORT = 2379
@@ -25,6 +27,7 @@ PEER_PORT = 2380
 # shorter timeouts make members call elections while the leader is only slow.
 HEARTBEAT_MS = 100
 ELECTION_MS = 1000
+LAB_MEMBERS = 3
 
 
 class EtcdError(PodnetError):
@@ -124,3 +127,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def lab_members(paths: LabPaths, lab: Lab) -> list[Member]:
+    """The lab's members: one in each of its first three nodes, on the node's address."""
+    return [Member(f"etcd-{node}", node_address(i), paths.dir / "etcd" / node,
+                   netns=paths.netns_path(paths.node(node)))
+            for i, node in enumerate(lab.nodes[:LAB_MEMBERS])]
+
+
+def lab_store_url(paths: LabPaths, lab: Lab, node: str | None = None) -> str:
+    """The lab's store URL: for an agent of `node` (its own member first), or, without a
+    node, for processes of the root namespace (connecting from the underlay's namespace)."""
+    members = lab_members(paths, lab)
+    if node is None:
+        return store_url(members, netns=paths.netns_path(paths.underlay))
+    own = [m for m in members if m.name == f"etcd-{node}"]
+    return store_url(own + [m for m in members if m not in own])

@@ -37,6 +37,15 @@ class LabPaths:
 
     @property
     def store_url(self) -> str:
+        """The lab's store, as processes of the root namespace reach it (CLI, kubelet)."""
+        return self.agent_store_url(None)
+
+    def agent_store_url(self, node: str | None) -> str:
+        """The lab's store as the agent of `node` reaches it (etcd: from the node's netns)."""
+        if self.spec_file.exists() and (lab := self.load()).datastore == "etcd":
+            from podnet.lab.etcd import lab_store_url
+
+            return lab_store_url(self, lab, node)
         return f"sqlite://{self.dir / 'state.db'}"
 
     @property

@@ -10,7 +10,7 @@ from podnet.model.names import dns_label_errors
 
 API_VERSION = "podnet.dev/v1alpha1"
 BACKENDS = ("vxlan", "host-gw")
-DATASTORES = ("sqlite",)
+DATASTORES = ("sqlite", "etcd")
 MAX_NODES = 200  # node addresses are 192.0.2.10 and up, in TEST-NET-1
 DEFAULT_POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
 
