@@ -47,23 +47,49 @@ def ingress_allows(
     cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol
 ) -> bool:
     """Whether `dst`'s ingress side lets the connection in."""
-    if not isinstance(dst, Pod):
-        return True  # not a pod: no NetworkPolicy applies to it
-    return _direction_allows(cluster, dst, Direction.INGRESS, src, dst, port, protocol)
+    return _side_allows(cluster, src, dst, port, protocol, Direction.INGRESS)
 
 
 def egress_allows(
     cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol
 ) -> bool:
     """Whether `src`'s egress side lets the connection out."""
-    if not isinstance(src, Pod):
-        return True
-    return _direction_allows(cluster, src, Direction.EGRESS, dst, dst, port, protocol)
+    return _side_allows(cluster, src, dst, port, protocol, Direction.EGRESS)
 
 
 def isolated(cluster: Cluster, pod: Pod, direction: Direction) -> bool:
     """Whether some policy selects `pod` for `direction`."""
     return bool(_selecting(cluster, pod, direction))
+
+
+def allowing_rules(
+    cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol,
+    direction: Direction,
+) -> set[tuple[str, int]]:
+    """Every (policy `ns/name`, rule index) of `direction` that allows the connection."""
+    # The ingress side is the destination's, its peer the source; egress the other way round.
+    subject, peer = (dst, src) if direction is Direction.INGRESS else (src, dst)
+    if not isinstance(subject, Pod):
+        return set()  # not a pod: no NetworkPolicy applies to it
+    # ingress: "If this field is empty then this NetworkPolicy does not allow any traffic
+    # (and serves solely to ensure that the pods it selects are isolated by default)".
+    return {
+        (policy.key, index)
+        for policy in _selecting(cluster, subject, direction)
+        for index, rule in enumerate(policy.rules(direction))
+        if _rule_allows(cluster, rule, policy.namespace, peer, dst, port, protocol)
+    }
+
+
+def _side_allows(
+    cluster: Cluster, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol,
+    direction: Direction,
+) -> bool:
+    subject = dst if direction is Direction.INGRESS else src
+    if not isinstance(subject, Pod) or not isolated(cluster, subject, direction):
+        return True  # not isolated in this direction: everything is allowed
+    # Policies are additive: any rule of any selecting policy allows.
+    return bool(allowing_rules(cluster, src, dst, port, protocol, direction))
 
 
 def _selecting(cluster: Cluster, pod: Pod, direction: Direction) -> list[NetworkPolicy]:
@@ -77,28 +103,6 @@ def _selecting(cluster: Cluster, pod: Pod, direction: Direction) -> list[Network
         if p.namespace == pod.namespace and direction in p.policy_types
         and p.pod_selector.matches(pod.labels)
     ]
-
-
-def _direction_allows(
-    cluster: Cluster,
-    subject: Pod,
-    direction: Direction,
-    peer: Endpoint,
-    dst: Endpoint,
-    port: int,
-    protocol: Protocol,
-) -> bool:
-    policies = _selecting(cluster, subject, direction)
-    if not policies:
-        return True  # not isolated in this direction: everything is allowed
-    # ingress: "If this field is empty then this NetworkPolicy does not allow any traffic
-    # (and serves solely to ensure that the pods it selects are isolated by default)".
-    # Policies are additive: any rule of any selecting policy allows.
-    return any(
-        _rule_allows(cluster, rule, policy.namespace, peer, dst, port, protocol)
-        for policy in policies
-        for rule in policy.rules(direction)
-    )
 
 
 def _rule_allows(

@@ -5,8 +5,8 @@ Hypothesis draws 2-3 namespaces and 2-6 pods with random labels, named ports and
 selectors and their operators, ipBlocks with excepts, protocols, numbered, named and ranged
 ports, defaulted and explicit policyTypes, empty and missing rule lists. The manifests go
 through podnet.model as files would. Then for sampled (protocol, port) probes the engine's
-verdicts, matrix and connectivity must equal the oracle on every pair, and verdicts towards
-and from outside addresses too.
+verdicts (with the rules that allow), matrix and connectivity must equal the oracle on every
+pair, each side alone too, and verdicts towards and from outside addresses.
 """
 
 from __future__ import annotations
@@ -213,6 +213,12 @@ def test_verdicts_agree_with_the_oracle(
                     assert v.ingress.isolated == oracle.isolated(cluster, dst, Direction.INGRESS)
                 if isinstance(src, Pod):
                     assert v.egress.isolated == oracle.isolated(cluster, src, Direction.EGRESS)
+                # The reasons: every rule that allows, so no rule hides another's mistake.
+                for side in (v.ingress, v.egress):
+                    assert {(r.policy, r.index) for r in side.allowed_by} == (
+                        oracle.allowing_rules(cluster, src, dst, port, protocol, side.direction)
+                    ), (src, dst, protocol, port, side)
+                    assert all(r.direction is side.direction for r in side.allowed_by)
 
 
 @checks
