@@ -48,7 +48,7 @@ expression_keys = st.sampled_from([*LABEL_KEYS, "team"])
 label_values = st.lists(st.sampled_from(LABEL_VALUES), min_size=1, max_size=2, unique=True)
 protocols = st.sampled_from(PROTOCOLS)
 port_numbers = st.sampled_from(PORT_NUMBERS)
-port_names = st.lists(st.sampled_from(PORT_NAMES), max_size=2, unique=True)
+port_names = st.lists(st.sampled_from(PORT_NAMES), min_size=1, max_size=2, unique=True)
 namespaces = st.sampled_from(NAMESPACES)
 RULE_PARTS = st.sampled_from(["missing", "empty", *["some"] * 6])
 
@@ -100,6 +100,9 @@ def policy_ports(draw: st.DrawFn) -> Obj:
 
 
 SELECTORS = selectors()
+# The pods a policy applies to: often all of its namespace, or one label, sometimes more.
+TARGETS = st.one_of(st.just({}), st.builds(lambda labels: {"matchLabels": labels}, labels),
+                    SELECTORS)
 PEERS = peers()
 POLICY_PORTS = policy_ports()
 
@@ -120,13 +123,14 @@ def rules(draw: st.DrawFn, peers_key: str) -> Obj:
 
 
 # A rule list: missing, empty (isolation alone), or one or two rules.
-RULES = {key: st.one_of(st.none(), st.just([]), st.lists(rules(key), min_size=1, max_size=2))
+RULES = {key: st.one_of(st.none(), st.just([]), *[st.lists(rules(key), min_size=1,
+                                                               max_size=2)] * 3)
          for key in ("from", "to")}
 
 
 @st.composite
-def policies(draw: st.DrawFn, index: int) -> Obj:
-    spec: Obj = {"podSelector": draw(SELECTORS)}
+def policies(draw: st.DrawFn, index: int, namespace: str) -> Obj:
+    spec: Obj = {"podSelector": draw(TARGETS)}
     for key, peers_key in (("ingress", "from"), ("egress", "to")):
         rule_list = draw(RULES[peers_key])
         if rule_list is not None:
@@ -135,11 +139,11 @@ def policies(draw: st.DrawFn, index: int) -> Obj:
     if types is not None:
         spec["policyTypes"] = types
     return {"kind": "NetworkPolicy", "spec": spec,
-            "metadata": {"name": f"p{index}", "namespace": draw(namespaces)}}
+            "metadata": {"name": f"p{index}", "namespace": namespace}}
 
 
 @st.composite
-def pods(draw: st.DrawFn, index: int, host: int) -> Obj:
+def pods(draw: st.DrawFn, index: int, host: int, namespace: str) -> Obj:
     containers = []
     for c in range(draw(st.integers(0, 2))):
         ports = [{"name": name, "containerPort": draw(port_numbers), "protocol": draw(protocols)}
@@ -153,7 +157,7 @@ def pods(draw: st.DrawFn, index: int, host: int) -> Obj:
     if host_network:
         spec["hostNetwork"] = True
     return {"kind": "Pod", "spec": spec, "status": {"podIP": address},
-            "metadata": {"name": f"pod{index}", "namespace": draw(namespaces),
+            "metadata": {"name": f"pod{index}", "namespace": namespace,
                          "labels": draw(labels)}}
 
 
@@ -163,8 +167,12 @@ def clusters(draw: st.DrawFn) -> Cluster:
     hosts = draw(st.lists(st.integers(0, 499), min_size=2, max_size=6, unique=True))
     objects = [{"kind": "Namespace", "metadata": {"name": ns, "labels": draw(labels)}}
                for ns in chosen]
-    objects += [draw(pods(i, host)) for i, host in enumerate(hosts)]
-    objects += [draw(policies(i)) for i in range(draw(st.integers(1, 5)))]
+    # Pods and policies share namespaces, so that policies select pods and peers cross them.
+    pod_namespaces = [draw(st.sampled_from(chosen)) for _ in hosts]
+    objects += [draw(pods(i, host, ns))
+                for i, (host, ns) in enumerate(zip(hosts, pod_namespaces, strict=True))]
+    objects += [draw(policies(i, draw(st.sampled_from(pod_namespaces))))
+                for i in range(draw(st.integers(1, 5)))]
     return build_cluster(Manifest("hypothesis", o["kind"], o["metadata"].get("namespace"),
                                   o["metadata"]["name"], o) for o in objects)
 
