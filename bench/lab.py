@@ -267,7 +267,11 @@ def report_bringup(run: UpRun, nodes: int, pods: int) -> None:
     print(f"| `podnet lab up` | {run.up_cpu:.1f} | |")
     agents = [v for k, v in run.cpu.items() if k.startswith("agent-")]
     if agents:
+        in_adds = sum(c for _, c in adds) / 1000
         print(f"| {len(agents)} agents | {sum(a for a, _ in agents):.1f} | |")
+        print(f"| — serving ADD requests (their logs) | {in_adds:.1f} | |")
+        print(f"| — everything else (policy and overlay reconciliation, polling, start-up) | "
+              f"{sum(a for a, _ in agents) - in_adds:.1f} | |")
     if "kubelet" in run.cpu:
         own, children = run.cpu["kubelet"]
         print(f"| kubelet (children: nsenter + podnet-cni) | {own:.1f} | {children:.1f} |")
