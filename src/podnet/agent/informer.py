@@ -14,11 +14,21 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from types import MappingProxyType
 
-from podnet.store.base import Compacted, EventType, Key, Resource, ResourceStore, StoreError, Watch
+from podnet.store.base import (
+    ChangeWaiter,
+    Compacted,
+    EventType,
+    Key,
+    Resource,
+    ResourceStore,
+    StoreError,
+    Watch,
+)
 
 log = logging.getLogger(__name__)
 
 Snapshot = Mapping[str, Mapping[Key, Resource]]  # kind -> key -> object
+IDLE_CHECK = 0.5  # seconds a store that signals changes may stay silent before we look anyway
 
 
 class Informer:
@@ -64,7 +74,13 @@ class Informer:
     def drain(self) -> bool:
         """Apply everything the store has after our revision; True if anything changed."""
         changed = False
-        while events := self.store.events(Watch(self.revision, self.kinds)):
+        while True:
+            head = self.store.revision()
+            events = self.store.events(Watch(self.revision, self.kinds))
+            if not events:
+                # Nothing of our kinds up to `head` (read first): later waits start there.
+                self.revision = max(self.revision, head)
+                return changed
             for event in events:
                 objects = self._objects[event.resource.kind]
                 if event.type is EventType.DELETED:
@@ -73,7 +89,6 @@ class Informer:
                     objects[event.resource.key] = event.resource
                 self.revision = event.revision
             changed = True
-        return changed
 
     def run(self, stop: threading.Event) -> None:
         """List and reconcile, then reconcile after each batch of changes, until `stop`.
@@ -97,7 +112,10 @@ class Informer:
                 log.warning("store: %s; retrying in %.1fs", err, self.retry)
                 stop.wait(self.retry)
                 continue
-            stop.wait(self.retry if failed else self.poll)
+            if failed or not isinstance(self.store, ChangeWaiter):
+                stop.wait(self.retry if failed else self.poll)
+            else:
+                self.store.wait(self.revision, IDLE_CHECK)
 
     def _notify(self) -> bool:
         try:

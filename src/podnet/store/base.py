@@ -13,7 +13,7 @@ import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from podnet.errors import PodnetError
 from podnet.model import LabelSelector
@@ -151,6 +151,15 @@ class Watch:
 
     since: int
     kinds: frozenset[str] = field(default_factory=frozenset)
+
+
+@runtime_checkable
+class ChangeWaiter(Protocol):
+    """A store that can tell a watcher when to look again, instead of being polled."""
+
+    def wait(self, since: int, timeout: float) -> None:
+        """Return when the store may hold changes after revision `since`, or after `timeout`."""
+        ...
 
 
 class ResourceStore(Protocol):

@@ -41,6 +41,7 @@ from podnet.store.base import (
     Watch,
 )
 from podnet.store.checkpoint import Checkpointer
+from podnet.store.notify import DirectoryWatch
 from podnet.store.sqlite_ip import SqliteIPStore
 from podnet.store.sqlite_tables import (
     COLUMNS,
@@ -261,6 +262,17 @@ class SqliteStore:
                 args += sorted(watch.kinds)
             rows = db.execute(sql + " ORDER BY revision LIMIT ?", [*args, limit]).fetchall()
         return [Event(EventType(r[0]), resource_of(r[1:]), r[5]) for r in rows]
+
+    def wait(self, since: int, timeout: float) -> None:
+        """Sleep until the store may hold changes after `since` (a commit), or `timeout`."""
+        if self.revision() > since:
+            return
+        watcher = DirectoryWatch(self.path.parent, self.path.name)
+        try:
+            if self.revision() <= since:  # nothing was committed between the check and now
+                watcher.wait(timeout)
+        finally:
+            watcher.close()
 
     def watch(self, watch: Watch, stop: threading.Event | None = None,
               poll: float = 0.05) -> Iterator[Event]:
