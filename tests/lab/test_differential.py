@@ -75,7 +75,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPaths]:
 @st.composite
 def states(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Policies, namespace labels and pod labels, as the policy tests draw them."""
-    drawn = [draw(policies(i)) for i in range(draw(st.integers(1, 4)))]
+    drawn = [draw(policies(i, draw(st.sampled_from(NAMESPACES))))
+             for i in range(draw(st.integers(1, 4)))]
     for policy in drawn:
         policy["apiVersion"] = "networking.k8s.io/v1"
     namespace_labels = {ns: draw(labels) for ns in NAMESPACES}
