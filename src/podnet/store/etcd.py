@@ -60,6 +60,7 @@ from podnet.store.etcd_client import (
     range_end,
     read_into,
 )
+from podnet.store.etcd_follow import Follower
 from podnet.store.etcd_ip import EtcdIPStore, pool_of_key
 from podnet.store.etcd_ip import pools_prefix as ipam_prefix
 
@@ -78,9 +79,13 @@ class EtcdStore:
         self.client = EtcdClient(endpoints, timeout, netns)
         self.prefix = prefix.rstrip("/")
         self._objects = f"{self.prefix}/resources/"
+        self._lock = threading.Lock()
+        self._follower: Follower | None = None
         self.url = url or "etcd://" + ",".join(f"{h}:{p}" for h, p in endpoints) + self.prefix
 
     def close(self) -> None:
+        if self._follower is not None:
+            self._follower.close()
         self.client.close()
 
     def __enter__(self) -> EtcdStore:
@@ -188,23 +193,38 @@ class EtcdStore:
         current = self.revision()
         if current <= watch.since:
             return []
+        held = self._following(watch.since).read(watch.since, current, self.client.timeout)
         found: list[Event] = []
-        response, messages = self._watch_stream(watch.since, read_timeout=self.client.timeout)
+        for event in self._history(watch.since, current) if held is None else held:
+            revision = int(event["kv"]["mod_revision"])
+            if len(found) >= limit and revision != found[-1].revision:
+                break  # never between two events of one revision
+            if (mine := self._event(event, watch.kinds)) is not None:
+                found.append(mine)
+        return found
+
+    def _history(self, since: int, current: int) -> Iterator[dict[str, Any]]:
+        """The events after `since` up to `current`, from a watch opened for them."""
+        response, messages = self._watch_stream(since, read_timeout=self.client.timeout)
         try:
             for message in messages:
-                for event in message.get("events", ()):
-                    revision = int(event["kv"]["mod_revision"])
-                    if len(found) >= limit and revision != found[-1].revision:
-                        return found  # never between two events of one revision
-                    if (mine := self._event(event, watch.kinds)) is not None:
-                        found.append(mine)
-                    if revision >= current and event is message["events"][-1]:
-                        return found
+                yield from message.get("events", ())
+                if message.get("events") and int(
+                        message["events"][-1]["kv"]["mod_revision"]) >= current:
+                    return
         except requests.RequestException as err:
-            raise Unavailable(f"etcd watch from revision {watch.since + 1}: {err}") from err
+            raise Unavailable(f"etcd watch from revision {since + 1}: {err}") from err
         finally:
-            response.close()
-        raise Unavailable(f"etcd watch from revision {watch.since + 1} ended early")
+            close_stream(response)
+        raise Unavailable(f"etcd watch from revision {since + 1} ended early")
+
+    def _following(self, since: int) -> Follower:
+        """The store's kept-open watch (started from `since` by the first caller)."""
+        with self._lock:
+            if self._follower is None or self._follower.closed:
+                self._follower = Follower(
+                    lambda after: self._watch_stream(after, read_timeout=None), since)
+            return self._follower
 
     def watch(self, watch: Watch, stop: threading.Event | None = None,
               poll: float = 0.05) -> Iterator[Event]:
@@ -249,20 +269,9 @@ class EtcdStore:
                 close_stream(response)
 
     def wait(self, since: int, timeout: float) -> None:
-        """Return when etcd has changes after `since` (a native watch sees one), or after
-        `timeout`: what lets an informer sleep instead of polling `events`."""
-        try:
-            response, messages = self._watch_stream(since, read_timeout=timeout)
-        except StoreError:
-            return  # the informer's next `events` says what is wrong
-        try:
-            for message in messages:
-                if message.get("events"):
-                    return
-        except (requests.RequestException, StoreError):
-            return  # quiet for `timeout`, or the stream broke: look anyway
-        finally:
-            close_stream(response)
+        """Return when etcd has changes after `since` (the kept-open watch saw one), or
+        after `timeout`: what lets an informer sleep instead of polling `events`."""
+        self._following(since).wait(since, timeout)
 
     def _watch_stream(self, since: int, read_timeout: float | None
                       ) -> tuple[requests.Response, Iterator[dict[str, Any]]]:
