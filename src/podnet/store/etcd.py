@@ -13,9 +13,10 @@ because events are handed out a whole revision at a time.
 
 `watch` keeps one etcd watch stream open and reopens it after the last revision seen when
 the connection drops. `events` (what agents poll) asks etcd for its current revision, and
-when there is anything new replays the history after `since` from a short watch of the
-whole keyspace: every revision has at least one event there, so the replay knows when it
-has caught up. A forgotten revision is `Compacted`; etcd out of reach is `Unavailable`.
+when there is anything new reads it from the store's kept-open watch of the whole keyspace
+(etcd_follow.py), or from a watch opened for the call when that one cannot answer: every
+revision has at least one event in the whole keyspace, so a reader knows when it has caught
+up. A forgotten revision is `Compacted`; etcd out of reach is `Unavailable`.
 """
 
 from __future__ import annotations
