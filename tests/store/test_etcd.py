@@ -25,6 +25,9 @@ from podnet.store import (
     Watch,
     open_store,
 )
+from podnet.store.etcd import EtcdStore
+from podnet.store.etcd_client import decode
+from podnet.store.etcd_follow import Follower
 
 pytestmark = pytest.mark.etcd
 
@@ -35,8 +38,9 @@ def etcd_url(etcd_endpoint: str) -> str:
 
 
 @pytest.fixture
-def etcd_store(etcd_url: str) -> Iterator[Store]:
+def etcd_store(etcd_url: str) -> Iterator[EtcdStore]:
     with open_store(etcd_url) as store:
+        assert isinstance(store, EtcdStore)
         yield store
 
 
@@ -150,10 +154,29 @@ def test_calls_fail_in_bounded_time_without_quorum(tmp_path: Path) -> None:
 def test_wait_wakes_on_a_change_of_another_client(etcd_store: Store, etcd_url: str) -> None:
     since = etcd_store.revision()
     woke = threading.Event()
-    waiter = threading.Thread(target=lambda: (etcd_store.wait(since, 60),  # type: ignore[attr-defined]
+    waiter = threading.Thread(target=lambda: (etcd_store.wait(since, 60),
                                               woke.set()))
     waiter.start()
     with open_store(etcd_url) as other:
         other.create(Key("Pod", "x", "a"), {})
     waiter.join(timeout=20)
     assert woke.is_set()
+
+
+def test_the_kept_open_watch_forgets_whole_revisions_and_events_still_answer(
+        etcd_store: EtcdStore) -> None:
+    since = etcd_store.revision()
+    follower = Follower(lambda after: etcd_store._watch_stream(after, None), since, keep=3)
+    try:
+        etcd_store.commit([Create(Key("Pod", "x", f"p{i}"), {}) for i in range(2)])
+        for i in range(3):
+            etcd_store.create(Key("Pod", "x", f"q{i}"), {})
+        current = etcd_store.revision()
+        assert follower.read(since, current, 10) is None  # forgotten: the store reads history
+        held = follower.read(current - 2, current, 10)
+        assert held is not None
+        assert [decode(e["kv"]["key"]).decode().rsplit("/", 1)[1] for e in held] == ["q1", "q2"]
+    finally:
+        follower.close()
+    assert [e.resource.name for e in etcd_store.events(Watch(since))] == [
+        "p0", "p1", "q0", "q1", "q2"]
