@@ -20,7 +20,6 @@ from podnet.store import (
     Event,
     EventType,
     Key,
-    Store,
     Unavailable,
     Watch,
     open_store,
@@ -79,7 +78,7 @@ def test_nodes_registering_at_once_get_disjoint_subnets(etcd_url: str) -> None:
         assert ipam.register_node(store, "node-3").subnet == leases[3].subnet  # a restart
 
 
-def test_events_of_one_commit_share_a_revision_and_are_never_split(etcd_store: Store) -> None:
+def test_events_of_one_commit_share_a_revision_and_are_never_split(etcd_store: EtcdStore) -> None:
     since = etcd_store.revision()
     etcd_store.commit([Create(Key("Pod", "x", f"p{i}"), {}) for i in range(5)])
     events = etcd_store.events(Watch(since), limit=2)
@@ -151,7 +150,7 @@ def test_calls_fail_in_bounded_time_without_quorum(tmp_path: Path) -> None:
             assert {"a", "c"} <= {r.name for r in store.list("Pod").items}
 
 
-def test_wait_wakes_on_a_change_of_another_client(etcd_store: Store, etcd_url: str) -> None:
+def test_wait_wakes_on_a_change_of_another_client(etcd_store: EtcdStore, etcd_url: str) -> None:
     since = etcd_store.revision()
     woke = threading.Event()
     waiter = threading.Thread(target=lambda: (etcd_store.wait(since, 60),
