@@ -117,20 +117,24 @@ class FlowLog:
         with self._socket:
             while not stop.is_set():
                 packets = self._socket.read(timeout=0.5)
-                if packets:
+                try:
                     append_flows(self.path, (Flow.of(self.node, p) for p in packets),
                                  self.max_bytes)
+                except OSError as err:  # the policy keeps being enforced; only logging stops
+                    log.warning("flow log %s: %s; %d decisions not logged", self.path,
+                                err.strerror, len(packets))
                 if self._socket.lost > lost:
                     lost = self._socket.lost
                     log.warning("flow log: the kernel dropped %d batches (reading too slowly)",
                                 lost)
 
 
-
 def append_flows(path: Path, flows: Iterable[Flow], max_bytes: int = MAX_BYTES) -> None:
     """Append one line per flow; first rename a log that would grow past `max_bytes` to
     `.1` (replacing the previous `.1`)."""
     lines = "".join(json.dumps(f.to_json()) + "\n" for f in flows)
+    if not lines:
+        return
     try:
         if path.stat().st_size + len(lines) > max_bytes:
             os.replace(path, rotated(path))
