@@ -28,7 +28,8 @@ class LocalCluster:
 
     def start(self, member: Member) -> None:
         self._procs[member.name] = start_member(member, self.members, self.root.name,
-                                                self.root / f"{member.name}.log")
+                                                self.root / f"{member.name}.log",
+                                                die_with_parent=True)
 
     def stop(self, member: Member) -> None:
         proc = self._procs.pop(member.name, None)

@@ -91,13 +91,20 @@ def member_argv(member: Member, cluster: Sequence[Member], token: str) -> list[s
     return argv
 
 
-def start_member(member: Member, cluster: Sequence[Member], token: str,
-                 log: Path) -> subprocess.Popen[bytes]:
-    """Start (or restart, on its data directory) one member; it logs to `log`."""
+def start_member(member: Member, cluster: Sequence[Member], token: str, log: Path,
+                 die_with_parent: bool = False) -> subprocess.Popen[bytes]:
+    """Start (or restart, on its data directory) one member; it logs to `log`.
+
+    `die_with_parent`: the kernel stops it when the calling thread ends, however it ends (a
+    test run killed by a timeout leaves no etcd behind).
+    """
     member.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    argv = member_argv(member, cluster, token)
+    if die_with_parent:  # setpriv sets PR_SET_PDEATHSIG, then execs (the PID stays etcd's)
+        argv = ["setpriv", "--pdeathsig", "TERM", *argv]
     with log.open("ab") as out:
-        return subprocess.Popen(member_argv(member, cluster, token), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
 
 
 def wait_ready(url: str, timeout: float = 30.0) -> None:
