@@ -103,7 +103,7 @@ class EtcdStore:
     def _resource(self, kv: Mapping[str, Any]) -> Resource:
         kind, namespace, name = decode(kv["key"]).decode()[len(self._objects):].split("/", 2)
         return Resource(Key(kind, namespace, name), json.loads(decode(kv.get("value", ""))),
-                        int(kv["mod_revision"]), int(kv["create_revision"]),
+                        int(kv["mod_revision"]), int(kv.get("create_revision", 0)),
                         int(kv.get("lease", 0)) or None)
 
     def _range(self, key: str, prefix: bool = False) -> dict[str, Any]:
