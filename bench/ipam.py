@@ -5,6 +5,8 @@ podnet: `IPAllocator` over the SQLite store (WAL), as the agent calls it for CNI
 - 16 processes share one /24 node subnet, each keeping a window of 8 live addresses
   (allocate one, release the oldest): flat out (throughput; on 2 cores the processes then
   mostly wait for the CPU), and paced at a fixed rate each (latency under a busy node's load).
+- Control: the paced run again, but each process on a store of its own. Same work, no
+  sharing: what is left of the tail is the machine (CPU scheduling, disk), not the store.
 Every call is timed alone: rates are calls per second of wall clock, p50/p99 of single calls.
 Each podnet phase runs `--repeat` times (3) and the best run is reported (the fastest
 one-process run; the parallel runs with the lowest p99): on a shared machine, other work
@@ -64,7 +66,7 @@ def churn(url: str, me: str, start: float, seconds: float, pace: float | None
           ) -> dict[str, list[float]]:
     """Allocate one, release the oldest beyond WINDOW live; `pace`: cycles/s (None: flat out)."""
     with open_store(url) as store:
-        alloc = ipam.pod_allocator(store, ipam.node_lease(store, "node-a"))
+        alloc = ipam.pod_allocator(store, ipam.register_node(store, "node-a"))
         live: list[ipam.Attachment] = []
         took: dict[str, list[float]] = {"allocate": [], "release": []}
         time.sleep(max(0.0, start - time.time()))
@@ -92,12 +94,14 @@ def _worker(args: tuple[str, str, float, float, float | None]) -> dict[str, list
     return churn(*args)
 
 
-def parallel(url: str, processes: int, seconds: float, pace: float | None
-             ) -> dict[str, list[float]]:
+def parallel(url: str, processes: int, seconds: float, pace: float | None,
+             private: bool = False) -> dict[str, list[float]]:
+    """`processes` churning at once on one store, or each on its own (`private`: the control)."""
     start = time.time() + 2.0  # every process has started and opened the store by then
     ctx = multiprocessing.get_context("spawn")
+    urls = [f"{url}.{i}" if private else url for i in range(processes)]
     with ctx.Pool(processes) as pool:
-        results = pool.map(_worker, [(url, f"p{i}", start, seconds, pace)
+        results = pool.map(_worker, [(urls[i], f"p{i}", start, seconds, pace)
                                      for i in range(processes)])
     merged: dict[str, list[float]] = {"allocate": [], "release": []}
     for r in results:
@@ -165,6 +169,8 @@ def main() -> int:
                    key=lambda run: pct(run["allocate"], 99))
         paced = min((parallel(url, n, args.seconds, args.pace) for _ in range(args.repeat)),
                     key=lambda run: pct(run["allocate"], 99))
+        alone = min((parallel(url, n, args.seconds, args.pace, private=True)
+                     for _ in range(args.repeat)), key=lambda run: pct(run["allocate"], 99))
         reference = host_local(Path(tmp), args.host_local_calls) if HOST_LOCAL.exists() else []
     span = {"allocate": args.seconds, "release": args.seconds}
     print(f"machine: {os.cpu_count()} cpus, {platform.platform()}, Python "
@@ -176,6 +182,8 @@ def main() -> int:
     print(row(f"podnet, 1 process, {args.ops} in a row (/16)", one, one_wall))
     print(row(f"podnet, {n} processes flat out (/24)", flat, span))
     print(row(f"podnet, {n} processes at {args.pace:g}/s each (/24)", paced, span))
+    print(row(f"control: {n} processes at {args.pace:g}/s each, each its own store", alone,
+              span))
     rate = args.ops / one_wall["allocate"]
     if reference:
         ref_rate = len(reference) / sum(reference)
