@@ -161,6 +161,9 @@ def test_one_member_killed_cni_and_policies_go_on(
         lab: LabPaths, pods: dict[str, LabPod], members: dict[str, etcd.Member],
         make_netns: NetnsFactory) -> None:
     kill_member(lab, "node-3")
+    # If it led, the other two elect a leader first (about a second); calls meanwhile fail
+    # with code 11, which a runtime retries.
+    etcd.wait_ready(lab.store_url, timeout=SETTLE)
     agent = node_agent(lab, "node-2")
     pod = make_netns("pod")
     added = agent.add("etcd-one-down", pod)
