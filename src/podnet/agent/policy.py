@@ -22,7 +22,8 @@ from podnet.agent.endpoints import Endpoint
 from podnet.agent.informer import Informer, Snapshot
 from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere
 from podnet.datapath.nft import Json, apply_ruleset
-from podnet.model import Cluster, Manifest, NetworkPolicy, build_cluster, decode
+from podnet.model import Cluster, Manifest, build_cluster, decode
+from podnet.model.load import Decoded, assemble
 from podnet.policy import Engine
 from podnet.policy.nftables import NodePod, render
 from podnet.store.base import Key, Resource, ResourceStore
@@ -54,33 +55,24 @@ def with_addresses(cluster: Cluster, endpoints: Iterable[Endpoint]) -> Cluster:
 
 
 class ClusterCache:
-    """`desired_cluster` without decoding again what did not change: namespaces and pods are
-    built once per set of their revisions, each policy decoded once per revision. Most
-    changes touch a few objects, and decoding every object was 40% of a reconciliation."""
+    """`desired_cluster` without decoding again what did not change: each namespace, pod and
+    policy is decoded once per revision. While a lab comes up every batch changes a pod, and
+    decoding every object again each time was most of an agent's CPU (bench/lab.py)."""
 
     def __init__(self) -> None:
-        self._base: tuple[frozenset[tuple[Key, int]], Cluster] | None = None
-        self._policies: dict[Key, tuple[int, NetworkPolicy]] = {}
+        self._decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
 
     def cluster(self, snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> Cluster:
-        revisions = frozenset((k, r.revision) for kind in ("Namespace", "Pod")
-                              for k, r in snapshot[kind].items())
-        if self._base is None or self._base[0] != revisions:
-            self._base = revisions, build_cluster(_manifests(snapshot, ("Namespace", "Pod")))
-        base = self._base[1]
-        policies = {}
-        for key, r in snapshot["NetworkPolicy"].items():
-            cached = self._policies.get(key)
-            if cached is None or cached[0] != r.revision:
-                decoded = decode(_manifest(r))
-                assert isinstance(decoded, NetworkPolicy)
-                cached = r.revision, decoded
-            policies[key] = cached
-        self._policies = policies
-        if any(p.namespace not in base.namespaces for _, p in policies.values()):
-            return desired_cluster(snapshot, endpoints)  # namespaces only policies imply
-        return with_addresses(dataclasses.replace(
-            base, policies=tuple(p for _, p in policies.values())), endpoints)
+        decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
+        for kind in ("Namespace", "Pod", "NetworkPolicy"):
+            for key, r in snapshot[kind].items():
+                cached = self._decoded.get(key)
+                if cached is None or cached[0] != r.revision:
+                    manifest = _manifest(r)
+                    cached = r.revision, manifest, decode(manifest)
+                decoded[key] = cached
+        self._decoded = decoded
+        return with_addresses(assemble([(m, obj) for _, m, obj in decoded.values()]), endpoints)
 
 
 def local_pods(cluster: Cluster, endpoints: Iterable[Endpoint], node: str) -> list[NodePod]:

@@ -111,10 +111,12 @@ def build_cluster(manifests: Iterable[Manifest]) -> Cluster:
         raise ManifestError(problems)
     for w in warnings:
         log.warning("%s", w)
-    return _assemble(decoded, tuple(warnings))
+    return assemble(decoded, tuple(warnings))
 
 
-def _assemble(decoded: list[tuple[Manifest, Decoded]], warnings: tuple[str, ...]) -> Cluster:
+def assemble(decoded: Sequence[tuple[Manifest, Decoded]], warnings: tuple[str, ...] = ()
+             ) -> Cluster:
+    """The cluster of decoded objects: workloads expanded, implied namespaces added."""
     namespaces = {o.name: o for _, o in decoded if isinstance(o, Namespace)}
     nodes = tuple(o for _, o in decoded if isinstance(o, Node))
     pods = [o for _, o in decoded if isinstance(o, Pod)]
