@@ -22,7 +22,8 @@ reference that meets the same load.
    (32 connections in flight, accepted and closed by a small server) for `--seconds`;
    rounds alternate the pairs, the best counts. Goal: with 1,000 policies >= 95% of the
    no-policy figure. The lab's agents keep a flow log, so each policed connection is also
-   two NFLOG messages and two JSON lines: their CPU during the connection runs is shown.
+   two NFLOG messages and two JSON lines: their CPU during the connection runs is shown,
+   and a third phase measures the same tables without their `log` statements.
 3. Ruleset size against pods and policies, from `render` (no root, no lab): the node with
    the most pods of generated clusters.
 
@@ -60,7 +61,7 @@ from lab import BenchError, iperf, lab_up, process_cpu, stop, sweep
 from podnet.agent.flows import FLOW_LOG_GROUP
 from podnet.agent.informer import Informer
 from podnet.agent.policy import KINDS, render_node
-from podnet.datapath.nft import comparable, list_table
+from podnet.datapath.nft import apply_ruleset, comparable, list_table
 from podnet.lab.pods import LabPod, running_pods
 from podnet.lab.state import LabPaths
 from podnet.model import Manifest, build_cluster
@@ -213,14 +214,25 @@ def podnet(*argv: str) -> None:
 
 # -- waiting for the agents ------------------------------------------------------------------
 
-def wait_for_tables(paths: LabPaths, timeout: float = 300.0) -> float:
-    """Until every node's table is what its agent renders from the store; seconds waited."""
-    started = time.perf_counter()
+def rendered(paths: LabPaths, log_group: int | None) -> dict[str, Any]:
+    """Each node's table as its agent renders it from the store now."""
     with open_store(paths.store_url) as store:
         informer = Informer(store, KINDS, lambda snapshot: None)
         informer.relist()
-        wanted = {n: comparable(render_node(informer.snapshot(), n, log_group=FLOW_LOG_GROUP))
-                  for n in NODES}
+        return {n: render_node(informer.snapshot(), n, log_group=log_group) for n in NODES}
+
+
+def without_flow_log(paths: LabPaths) -> None:
+    """Replace each node's table with the same one minus its `log` statements. The agents
+    do not notice: they apply again only when the store changes."""
+    for node, document in rendered(paths, None).items():
+        apply_ruleset(document, paths.netns_path(paths.node(node)))
+
+
+def wait_for_tables(paths: LabPaths, timeout: float = 300.0) -> float:
+    """Until every node's table is what its agent renders from the store; seconds waited."""
+    started = time.perf_counter()
+    wanted = {n: comparable(d) for n, d in rendered(paths, FLOW_LOG_GROUP).items()}
     pending = set(NODES)
     while pending:
         if time.perf_counter() - started > timeout:
@@ -466,6 +478,9 @@ def run_lab(args: argparse.Namespace) -> None:
             print(f"{args.many} + 3 policies applied; tables settled in "
                   f"{wait_for_tables(paths):.1f} s")
             results[f"{args.many} (+3 for the pair)"] = measure_throughput(
+                paths, args.rounds, args.seconds)
+            without_flow_log(paths)
+            results[f"{args.many} (+3), no flow log"] = measure_throughput(
                 paths, args.rounds, args.seconds)
             podnet("delete", "--lab", paths.name, "-f", str(many))
         if args.changes:
