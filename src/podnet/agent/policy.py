@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from podnet.agent.endpoints import KIND as ENDPOINT_KIND
 from podnet.agent.endpoints import Endpoint
 from podnet.agent.informer import Informer, Snapshot
-from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere
+from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere, only_remote_pods
 from podnet.datapath.nft import Json, apply_ruleset
-from podnet.model import Cluster, Manifest, build_cluster, decode
+from podnet.model import Cluster, Direction, Manifest, build_cluster, decode
 from podnet.model.load import Decoded, assemble
 from podnet.policy import Engine
 from podnet.policy.nftables import NodePod, render
@@ -89,13 +89,17 @@ def render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
 
 def _render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
                  log_group: int | None, cache: ClusterCache | None = None
-                 ) -> tuple[Json, list[str]]:
-    """The node's table, and the pods (`ns/name`) it was rendered for."""
+                 ) -> tuple[Json, list[str], bool]:
+    """The node's table, the pods (`ns/name`) it was rendered for, and whether a policy
+    isolates any of them."""
     endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
     cluster = (cache or ClusterCache()).cluster(snapshot, endpoints)
     local = local_pods(cluster, endpoints, node)
-    return render(Engine(cluster).resolution, local, log_group=log_group), [p.pod for p in local]
+    res = Engine(cluster).resolution
+    isolated = any(res.isolating_policies(d, int(res.class_of[res.pod_index[p.pod]]))
+                   for p in local for d in (Direction.INGRESS, Direction.EGRESS))
+    return render(res, local, log_group=log_group), [p.pod for p in local], isolated
 
 
 class PolicySync:
@@ -110,17 +114,20 @@ class PolicySync:
         self._clusters = ClusterCache()
         self._rendered: Copy | None = None  # the store copy the table was last rendered from
         self._local: list[str] = []  # ... for these pods
+        self._isolated = True  # ... whether a policy isolated one of them
 
     def __call__(self, snapshot: Snapshot, extra: Sequence[Endpoint] = ()) -> None:
         with self._lock:
-            if not extra and self._rendered is not None and only_policies_elsewhere(
-                    self._rendered, snapshot, self._local):
+            if not extra and self._rendered is not None and (
+                    only_policies_elsewhere(self._rendered, snapshot, self._local)
+                    or (not self._isolated
+                        and only_remote_pods(self._rendered, snapshot, self.node))):
                 self._rendered = copy_of(snapshot)
-                log.debug("policy: the change selects no pod of this node")
+                log.debug("policy: the change cannot touch this node's table")
                 return
             started = time.perf_counter()
-            document, local = _render_node(snapshot, self.node, extra, self.log_group,
-                                           self._clusters)
+            document, local, isolated = _render_node(snapshot, self.node, extra,
+                                                     self.log_group, self._clusters)
             digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
             rendered = time.perf_counter()
             if digest != self._applied:
@@ -133,6 +140,7 @@ class PolicySync:
                 log.debug("policy: table unchanged (render %.0f ms)", 1e3 * (rendered - started))
             # What the table was made of: the next batch may be judged against it.
             self._rendered, self._local = (copy_of(snapshot), local) if not extra else (None, [])
+            self._isolated = isolated
 
     def admit(self, endpoint: Endpoint) -> None:
         """Program the table for a pod being added, from the store as it is now."""
