@@ -8,14 +8,16 @@ import signal
 import subprocess
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podnet.cli.output import is_tty, print_json, print_marked, print_table
 from podnet.cli.policy import add_files, ports, protocols
 from podnet.errors import PodnetError, UsageError
-from podnet.lab.state import LabPaths
 from podnet.model import Manifest, ManifestError, Problem, Protocol, read_manifests
 from podnet.model.lab import Lab
+
+if TYPE_CHECKING:  # podnet.lab is imported by the handlers that use it, not at start-up
+    from podnet.lab.state import LabPaths
 
 
 def register(sub: Any) -> None:
@@ -172,6 +174,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _describe(name: str) -> tuple[str, str, str]:
     try:
+        from podnet.lab.state import LabPaths
+
         lab = LabPaths(name).load()
     except PodnetError:
         return name, "?", "(half removed: podnet lab down --name " + name + ")"

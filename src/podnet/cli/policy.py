@@ -1,16 +1,22 @@
-"""`podnet policy matrix|explain|connectivity` and `podnet validate`: the engine on manifests."""
+"""`podnet policy matrix|explain|connectivity` and `podnet validate`: the engine on manifests.
+
+The engine (and numpy) is imported by the handlers that use it, not when `podnet` starts:
+every subcommand module is imported for each command, `podnet apply` included.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podnet.cli.output import print_csv, print_json, print_marked, print_table
-from podnet.lab.truthtable import TruthTable
 from podnet.model import Protocol, load_cluster
-from podnet.policy import Connection, Engine, Probe, ProbeMatrix
+
+if TYPE_CHECKING:
+    from podnet.lab.truthtable import TruthTable
+    from podnet.policy import Connection, ProbeMatrix
 
 
 def register(sub: Any) -> None:
@@ -76,6 +82,8 @@ def protocols(text: str) -> list[Protocol]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from podnet.policy import Engine, Probe
+
     engine = Engine(load_cluster(args.files))
     probes = [Probe(p, proto) for p in args.port for proto in args.protocol]
     results = engine.matrix(probes)
@@ -100,6 +108,8 @@ def matrix_json(results: Sequence[ProbeMatrix]) -> dict[str, Any]:
 
 
 def truth_table(result: ProbeMatrix) -> TruthTable:
+    from podnet.lab.truthtable import TruthTable
+
     table = TruthTable(result.pods)
     for src, row in result.allowed.items():
         for dst, allowed in row.items():
@@ -108,6 +118,8 @@ def truth_table(result: ProbeMatrix) -> TruthTable:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from podnet.policy import Engine
+
     engine = Engine(load_cluster(args.files))
     src, dst = engine.endpoint(args.src), engine.endpoint(args.dst)
     v = engine.verdict(src, dst, args.port, args.protocol)
@@ -126,6 +138,8 @@ def _key(endpoint: object) -> str:
 
 
 def cmd_connectivity(args: argparse.Namespace) -> int:
+    from podnet.policy import Engine
+
     connections = Engine(load_cluster(args.files)).connectivity().connections
     rows = [(c.sources.description, c.destinations.description, str(c.ports))
             for c in connections]
