@@ -153,6 +153,22 @@ class Watch:
     kinds: frozenset[str] = field(default_factory=frozenset)
 
 
+class SingleWrites:
+    """create, update and delete as one-operation commits, for any backend's `commit`."""
+
+    def commit(self, ops: Sequence[Op]) -> builtins.list[Resource]:
+        raise NotImplementedError
+
+    def create(self, key: Key, body: Mapping[str, Any], lease: int | None = None) -> Resource:
+        return self.commit([Create(key, body, lease)])[0]
+
+    def update(self, key: Key, body: Mapping[str, Any], revision: int | None = None) -> Resource:
+        return self.commit([Update(key, body, revision)])[0]
+
+    def delete(self, key: Key, revision: int | None = None) -> Resource:
+        return self.commit([Delete(key, revision)])[0]
+
+
 @runtime_checkable
 class ChangeWaiter(Protocol):
     """A store that can tell a watcher when to look again, instead of being polled."""

@@ -46,9 +46,9 @@ from podnet.store.base import (
     Op,
     Resource,
     ResourceList,
+    SingleWrites,
     StoreError,
     Unavailable,
-    Update,
     Watch,
 )
 from podnet.store.etcd_client import (
@@ -71,7 +71,7 @@ EVERYTHING = encode(b"\0")  # as key and range_end: the whole keyspace
 SILENCE_CHECK = 5.0  # seconds without a watch message before checking that etcd still answers
 
 
-class EtcdStore:
+class EtcdStore(SingleWrites):
     """A store in an etcd cluster, under `prefix`; usable from several threads."""
 
     def __init__(self, endpoints: Sequence[tuple[str, int]], prefix: str = "/podnet",
@@ -133,15 +133,6 @@ class EtcdStore:
         if selector is not None:
             items = [r for r in items if selector.matches(r.labels)]
         return ResourceList(tuple(items), int(answer["header"]["revision"]))
-
-    def create(self, key: Key, body: Mapping[str, Any], lease: int | None = None) -> Resource:
-        return self.commit([Create(key, body, lease)])[0]
-
-    def update(self, key: Key, body: Mapping[str, Any], revision: int | None = None) -> Resource:
-        return self.commit([Update(key, body, revision)])[0]
-
-    def delete(self, key: Key, revision: int | None = None) -> Resource:
-        return self.commit([Delete(key, revision)])[0]
 
     def commit(self, ops: Sequence[Op]) -> builtins.list[Resource]:
         if not ops:

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,6 @@ from typing import Any
 from podnet.model import LabelSelector
 from podnet.store.base import (
     Compacted,
-    Create,
-    Delete,
     Event,
     EventType,
     Key,
@@ -36,8 +34,8 @@ from podnet.store.base import (
     Op,
     Resource,
     ResourceList,
+    SingleWrites,
     Unavailable,
-    Update,
     Watch,
 )
 from podnet.store.checkpoint import Checkpointer
@@ -117,7 +115,7 @@ class _Writer:
             s._lock.release()
 
 
-class SqliteStore:
+class SqliteStore(SingleWrites):
     """A store in one SQLite file; one connection per instance, usable from several threads."""
 
     def __init__(self, path: str | Path, url: str | None = None, history: int = HISTORY) -> None:
@@ -226,15 +224,6 @@ class SqliteStore:
         if selector is not None:
             items = (r for r in items if selector.matches(r.labels))
         return ResourceList(tuple(items), revision)
-
-    def create(self, key: Key, body: Mapping[str, Any], lease: int | None = None) -> Resource:
-        return self.commit([Create(key, body, lease)])[0]
-
-    def update(self, key: Key, body: Mapping[str, Any], revision: int | None = None) -> Resource:
-        return self.commit([Update(key, body, revision)])[0]
-
-    def delete(self, key: Key, revision: int | None = None) -> Resource:
-        return self.commit([Delete(key, revision)])[0]
 
     def commit(self, ops: Sequence[Op]) -> builtins.list[Resource]:
         with self.transaction() as db:
