@@ -155,8 +155,9 @@ class _progress:
 
 def cmd_down(args: argparse.Namespace) -> int:
     from podnet.lab import cluster
+    from podnet.lab.state import choose
 
-    removed = cluster.down_all() if args.all else cluster.down(cluster.find(args.lab))
+    removed = cluster.down_all() if args.all else cluster.down(choose(args.lab))
     for line in removed:
         print(f"removed {line}")
     if not removed:
@@ -183,9 +184,9 @@ def _describe(name: str) -> tuple[str, str, str]:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from podnet.lab import cluster
+    from podnet.lab.state import choose
 
-    paths = cluster.find(args.lab)
+    paths = choose(args.lab)
     argv = list(args.argv)
     target = args.node
     if not args.node:
@@ -218,11 +219,11 @@ def _pod_netns(paths: LabPaths, pod: str) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from podnet.lab import cluster
     from podnet.lab.pods import probe_all
     from podnet.lab.probe import probe_json, truth_tables
+    from podnet.lab.state import choose
 
-    paths = cluster.find(args.lab)
+    paths = choose(args.lab)
     pods, results = probe_all(paths, args.port, args.protocol, args.timeout)
     if args.output == "json":
         print_json(probe_json(results, pods))
@@ -236,10 +237,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from podnet.lab import cluster
+    from podnet.lab.state import choose
     from podnet.lab.verify import verify
 
-    pods, results = verify(cluster.find(args.lab), args.port, args.protocol, args.timeout)
+    pods, results = verify(choose(args.lab), args.port, args.protocol, args.timeout)
     mismatches = sum(len(v.mismatches) for v in results)
     if args.output == "json":
         print_json({"pods": pods, "results": [v.to_json() for v in results]})
@@ -274,10 +275,10 @@ def duration(text: str) -> float:
 def cmd_flows(args: argparse.Namespace) -> int:
     import time
 
-    from podnet.lab import cluster
     from podnet.lab.flows import lab_flows, node_counters
+    from podnet.lab.state import choose
 
-    paths = cluster.find(args.lab)
+    paths = choose(args.lab)
     if args.counters:
         counters = node_counters(paths)
         if args.output == "json":

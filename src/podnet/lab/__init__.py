@@ -1,7 +1,9 @@
-"""The lab's vocabulary: topologies of pods, truth tables, expected and observed reachability.
+"""The lab: an emulated cluster in network namespaces, and the vocabulary it is judged in.
 
-Pure: these describe scenarios and compare outcomes; the parts of the lab that create
-namespaces and send packets build on them.
+What this package exports is pure: topologies of pods (`Model`), truth tables, expected and
+observed reachability. The modules that create namespaces and send packets (`cluster`,
+`underlay`, `kubelet`, `probeserver`, `prober`, `verify`) build on them and are imported
+by name where they are used.
 """
 
 from podnet.lab.reachability import IncompleteObservation, Peer, PodString, Reachability, Summary

@@ -25,7 +25,7 @@ from podnet.agent.informer import Informer
 from podnet.errors import PodnetError
 from podnet.lab import etcd
 from podnet.lab.flows import flow_log_path
-from podnet.lab.state import LabPaths, NoLab, choose, labs
+from podnet.lab.state import LabPaths, NoLab, labs
 from podnet.lab.underlay import add_node, create_underlay, delete_netns
 from podnet.model import Manifest, build_cluster
 from podnet.model.lab import Lab
@@ -113,10 +113,6 @@ def down(paths: LabPaths) -> list[str]:
 def down_all() -> list[str]:
     return [f"{name}: {what}" for name in labs() for what in down(LabPaths(name))]
 
-
-def find(name: str | None) -> LabPaths:
-    """The running lab to talk to (see `state.choose`)."""
-    return choose(name)
 
 
 def _start_etcd(paths: LabPaths, lab: Lab, timeout: float) -> None:
@@ -222,4 +218,4 @@ def _pids_inside(namespaces: Sequence[str]) -> list[int]:
     return found
 
 
-__all__ = ["LabError", "NoLab", "down", "down_all", "find", "up"]
+__all__ = ["LabError", "NoLab", "down", "down_all", "up"]
