@@ -22,7 +22,7 @@ from podnet.agent.endpoints import Endpoint
 from podnet.agent.informer import Informer, Snapshot
 from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere, only_remote_pods
 from podnet.datapath.nft import Json, apply_ruleset
-from podnet.model import Cluster, Direction, Manifest, build_cluster, decode
+from podnet.model import Cluster, Direction, Manifest, decode
 from podnet.model.load import Decoded, assemble
 from podnet.policy import Engine
 from podnet.policy.nftables import NodePod, render
@@ -35,12 +35,7 @@ KINDS = ("Namespace", "Pod", "NetworkPolicy", ENDPOINT_KIND)
 
 def desired_cluster(snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> Cluster:
     """The cluster the store describes, each pod with the address its agent gave it."""
-    return with_addresses(build_cluster(_manifests(snapshot, ("Namespace", "Pod",
-                                                               "NetworkPolicy"))), endpoints)
-
-
-def _manifests(snapshot: Snapshot, kinds: Iterable[str]) -> list[Manifest]:
-    return [_manifest(r) for kind in kinds for r in snapshot[kind].values()]
+    return ClusterCache().cluster(snapshot, endpoints)
 
 
 def _manifest(r: Resource) -> Manifest:
