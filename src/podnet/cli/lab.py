@@ -1,4 +1,4 @@
-"""`podnet lab up|down|exec|probe|verify|flows|list`: an emulated cluster on this machine."""
+"""`podnet lab up|down|exec|probe|verify|flows|report|list`: an emulated cluster on this machine."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from podnet.cli.output import is_tty, print_json, print_marked, print_table
 from podnet.cli.policy import add_files, ports, protocols
+from podnet.cli.report import register_lab as register_report
 from podnet.errors import PodnetError, UsageError
 from podnet.model import Manifest, ManifestError, Problem, Protocol, read_manifests
 from podnet.model.lab import Lab
@@ -65,6 +66,8 @@ def register(sub: Any) -> None:
                        help="instead: packets counted per policy rule and default deny, per node")
     flows.add_argument("-o", "--output", choices=("table", "json"), default="table")
     flows.set_defaults(handler=cmd_flows)
+
+    register_report(verbs, add_probes)
 
     kubelet = verbs.add_parser("kubelet", help=argparse.SUPPRESS)  # started by `lab up`
     add_lab(kubelet)

@@ -1,4 +1,4 @@
-"""`podnet policy matrix|explain|connectivity` and `podnet validate`: the engine on manifests.
+"""`podnet policy matrix|explain|connectivity|report`, `podnet validate`: the engine on manifests.
 
 The engine (and numpy) is imported by the handlers that use it, not when `podnet` starts:
 every subcommand module is imported for each command, `podnet apply` included.
@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from podnet.cli.output import print_csv, print_json, print_marked, print_table
+from podnet.cli.report import add_report_output, cmd_policy_report, dot_to_svg
 from podnet.model import Protocol, load_cluster
 
 if TYPE_CHECKING:
     from podnet.lab.truthtable import TruthTable
-    from podnet.policy import Connection, ProbeMatrix
+    from podnet.policy import ProbeMatrix
 
 
 def register(sub: Any) -> None:
@@ -25,9 +26,7 @@ def register(sub: Any) -> None:
 
     matrix = verbs.add_parser("matrix", help="reachability of every pod pair for given probes")
     add_files(matrix)
-    matrix.add_argument("--port", type=ports, default=[80], help="ports, e.g. 80,81 (default 80)")
-    matrix.add_argument("--protocol", type=protocols, default=[Protocol.TCP],
-                        help="TCP,UDP,SCTP (default TCP)")
+    add_probe_options(matrix)
     matrix.add_argument("-o", "--output", choices=("table", "json"), default="table")
     matrix.set_defaults(handler=cmd_matrix)
 
@@ -42,8 +41,18 @@ def register(sub: Any) -> None:
 
     conn = verbs.add_parser("connectivity", help="who may reach whom on which ports, grouped")
     add_files(conn)
-    conn.add_argument("-o", "--output", choices=("table", "json", "csv", "dot"), default="table")
+    conn.add_argument("-o", "--output", choices=("table", "json", "csv", "dot", "svg"),
+                      default="table", help="dot: graphviz source; svg: drawn by graphviz")
+    conn.add_argument("--svg", dest="output", action="store_const", const="svg",
+                      help="the same as -o svg")
     conn.set_defaults(handler=cmd_connectivity)
+
+    report = verbs.add_parser("report", help="one self-contained HTML page: pods, "
+                              "reachability per probe, what each policy selects and admits")
+    add_files(report)
+    add_probe_options(report)
+    add_report_output(report)
+    report.set_defaults(handler=cmd_policy_report)
 
     validate = sub.add_parser("validate", help="check manifests as the API server would")
     add_files(validate)
@@ -54,6 +63,12 @@ def add_files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--filename", dest="files", action="extend", nargs="+",
                         required=True, metavar="PATH",
                         help="manifest files or directories (YAML, JSON, lists, dumps); repeatable")
+
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=ports, default=[80], help="ports, e.g. 80,81 (default 80)")
+    parser.add_argument("--protocol", type=protocols, default=[Protocol.TCP],
+                        help="TCP,UDP,SCTP (default TCP)")
 
 
 def port(text: str) -> int:
@@ -139,6 +154,7 @@ def _key(endpoint: object) -> str:
 
 def cmd_connectivity(args: argparse.Namespace) -> int:
     from podnet.policy import Engine
+    from podnet.report import render_dot
 
     connections = Engine(load_cluster(args.files)).connectivity().connections
     rows = [(c.sources.description, c.destinations.description, str(c.ports))
@@ -149,44 +165,12 @@ def cmd_connectivity(args: argparse.Namespace) -> int:
              "allowed": c.ports.to_json()} for c in connections]})
     elif args.output == "csv":
         print_csv(("from", "to", "allowed"), rows)
-    elif args.output == "dot":
-        sys.stdout.write(render_dot(connections))
+    elif args.output in ("dot", "svg"):
+        dot = render_dot(connections)
+        sys.stdout.write(dot if args.output == "dot" else dot_to_svg(dot))
     else:
         print_table(("from", "to", "allowed"), rows)
     return 0
-
-
-def render_dot(connections: Sequence[Connection]) -> str:
-    """A graphviz digraph: groups as nodes, namespaces as clusters, ports on the edges."""
-    nodes: dict[str, str] = {}
-    clusters: dict[str, list[str]] = {}
-    for c in connections:
-        for group in (c.sources, c.destinations):
-            if group.description not in nodes:
-                node = f"n{len(nodes)}"
-                nodes[group.description] = node
-                namespaces = {key.split("/")[0] for key in group.pods}
-                home = namespaces.pop() if len(namespaces) == 1 and not group.ranges else ""
-                clusters.setdefault(home, []).append(node)
-    labels = {node: desc for desc, node in nodes.items()}
-    out = ["digraph connectivity {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
-    for i, (ns, members) in enumerate(sorted(clusters.items())):
-        indent = "  "
-        if ns:
-            out += [f"  subgraph cluster_{i} {{", f"    label={_quote('namespace ' + ns)};"]
-            indent = "    "
-        out += [f"{indent}{n} [label={_quote(labels[n])}];" for n in members]
-        if ns:
-            out.append("  }")
-    for c in connections:
-        out.append(f"  {nodes[c.sources.description]} -> {nodes[c.destinations.description]} "
-                   f"[label={_quote(str(c.ports))}];")
-    out.append("}")
-    return "\n".join(out) + "\n"
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

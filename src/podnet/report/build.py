@@ -1,0 +1,174 @@
+"""The report's data from the engine: the matrices, the verdicts' reasons and the pods' places.
+
+The engine answers per pod class (pods that every selector, ipBlock and named port treats
+alike), so the report asks it once per class pair: a policy's admissions are the class pairs
+whose connection is allowed and whose verdict names one of its rules (`Verdict.allowed_by`,
+as `podnet policy explain` shows them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from podnet.model import Direction, Node, Pod
+from podnet.policy import Engine, Probe, ProbeMatrix
+from podnet.policy.connectivity import Describer
+from podnet.report.page import (
+    Admission,
+    DeniedFlow,
+    Grid,
+    Member,
+    NodeRow,
+    PodRow,
+    PolicyRow,
+    Report,
+    brief,
+)
+
+POD_GRID_LIMIT = 100  # more pods than this: the grid's rows are classes of alike pods
+GRID_LIMIT = 200  # rows (and columns) of a grid at most
+ADMISSION_LIMIT = 25  # admissions listed per policy at most
+
+Observed = Mapping[str, Mapping[str, bool | None]]  # source -> destination -> reached
+ClassPairs = dict[int, set[int]]  # source class -> destination classes
+
+
+def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source: str,
+                 generated: str, nodes: Sequence[Node] = (),
+                 observed: Mapping[Probe, Observed] | None = None,
+                 flows: Sequence[DeniedFlow] | None = None, graph_svg: str | None = None,
+                 notes: Sequence[str] = ()) -> Report:
+    """The report of `engine`'s cluster for `probes`; `nodes` add to the cluster's own."""
+    matrices = engine.matrix(probes)
+    grids = tuple(_grid(engine, m, (observed or {}).get(m.probe)) for m in matrices)
+    more = [*notes]
+    if observed is not None and any(g.grouped for g in grids):
+        more.append("The kernel's verdicts are shown only on grids of single pods.")
+    return Report(title, source, generated, _nodes(engine.cluster.pods, [*engine.cluster.nodes,
+                                                                         *nodes]),
+                  tuple(_pod_row(p) for p in engine.cluster.pods), grids,
+                  _policies(engine, matrices), None if flows is None else tuple(flows),
+                  graph_svg, tuple(more))
+
+
+def _nodes(pods: Sequence[Pod], nodes: Sequence[Node]) -> tuple[NodeRow, ...]:
+    """The nodes given, then those only pods name; each with its pod count."""
+    counts: dict[str, int] = {}
+    for p in pods:
+        if p.node_name:
+            counts[p.node_name] = counts.get(p.node_name, 0) + 1
+    known = {n.name: n for n in nodes}
+    rows = [NodeRow(n.name, tuple(map(str, n.addresses)), tuple(map(str, n.pod_cidrs)),
+                    counts.get(n.name, 0)) for n in known.values()]
+    rows += [NodeRow(name, pods=count) for name, count in sorted(counts.items())
+             if name not in known]
+    return tuple(rows)
+
+
+def _pod_row(pod: Pod) -> PodRow:
+    labels = ",".join(f"{k}={v}" for k, v in sorted(pod.labels.items()))
+    return PodRow(pod.key, pod.node_name or "", tuple(map(str, pod.ips)), labels,
+                  pod.host_network)
+
+
+def _grid(engine: Engine, matrix: ProbeMatrix, observed: Observed | None) -> Grid:
+    res = engine.resolution
+    keys = matrix.pods
+    grouped = len(keys) > POD_GRID_LIMIT
+    if grouped:
+        describe = Describer(res.pods)
+        axis = [Member(brief(describe([res.pods[i] for i in m]))
+                       + (f" ({len(m)} pods)" if len(m) > 1 else ""),
+                       tuple(keys[i] for i in m)) for m in res.members]
+    else:
+        axis = [Member(k, (k,)) for k in keys]
+    shown = axis[:GRID_LIMIT]
+
+    def pair(src: Member, dst: Member) -> tuple[str, str]:
+        """A pod pair the cell stands for: inside one group, two of its pods."""
+        if src is dst and len(src.pods) > 1:
+            return src.pods[0], src.pods[1]
+        return src.pods[0], dst.pods[0]
+
+    allowed = tuple(tuple(matrix.allowed[a][b] for a, b in (pair(s, d) for d in shown))
+                    for s in shown)
+    cells = None
+    if observed is not None and not grouped:
+        cells = tuple(tuple(observed.get(s.pods[0], {}).get(d.pods[0]) for d in shown)
+                      for s in shown)
+    return Grid(str(matrix.probe), tuple(shown), allowed, cells, grouped,
+                len(axis) - len(shown))
+
+
+def _policies(engine: Engine, matrices: Sequence[ProbeMatrix]) -> tuple[PolicyRow, ...]:
+    res = engine.resolution
+    describe = Describer(res.pods)
+    subjects = {key: mask for d in res.directions.values()
+                for key, mask in zip(d.policies, d.subjects, strict=True)}
+    admitted = _admitted(engine, matrices)
+    sizes = [len(m) for m in res.members]
+    rows = []
+    for policy in engine.cluster.policies:
+        selected = [res.pods[i] for i, chosen in enumerate(subjects[policy.key]) if chosen]
+        mine = {k: v for k, v in admitted.items() if k[0] == policy.key}
+        admissions = [a for (_, rule, probe), pairs in sorted(
+            mine.items(), key=lambda item: (item[0][1], item[0][2].port, item[0][2].protocol))
+            for a in _merged(engine, describe, rule, probe, pairs)]
+        distinct = {(s, d, probe) for (_, _, probe), pairs in mine.items()
+                    for s, ds in pairs.items() for d in ds}
+        rows.append(PolicyRow(
+            policy.key, tuple(map(str, policy.policy_types)), str(policy.pod_selector),
+            brief(describe(selected)) or "no pods", len(selected),
+            ", ".join(f"{len(policy.rules(d))} {d.lower()}" for d in policy.policy_types),
+            sum(_pairs(sizes, s, d) for s, d, _ in distinct),
+            tuple(admissions[:ADMISSION_LIMIT]), max(0, len(admissions) - ADMISSION_LIMIT)))
+    return tuple(rows)
+
+
+def _admitted(engine: Engine, matrices: Sequence[ProbeMatrix]
+              ) -> dict[tuple[str, str, Probe], ClassPairs]:
+    """(policy, rule, probe) -> the class pairs whose allowed connection the rule admits."""
+    res = engine.resolution
+    pods, members = res.pods, res.members
+    found: dict[tuple[str, str, Probe], ClassPairs] = {}
+    for matrix in matrices:
+        probe = matrix.probe
+        for s, sources in enumerate(members):
+            src = pods[sources[0]]
+            isolated = bool(res.isolating_policies(Direction.EGRESS, s))
+            for d, destinations in enumerate(members):
+                if s == d and len(destinations) == 1:
+                    continue  # loopback: no policy's business
+                dst = pods[destinations[1 if s == d else 0]]
+                if not (isolated or res.isolating_policies(Direction.INGRESS, d)) or \
+                        not matrix.allowed[src.key][dst.key]:
+                    continue
+                v = engine.verdict(src, dst, probe.port, probe.protocol)
+                for ref in (*v.egress.allowed_by, *v.ingress.allowed_by):
+                    rule = f"{ref.direction.lower()}[{ref.index}]"
+                    found.setdefault((ref.policy, rule, probe), {}).setdefault(s, set()).add(d)
+    return found
+
+
+def _merged(engine: Engine, describe: Describer, rule: str, probe: Probe, pairs: ClassPairs
+            ) -> list[Admission]:
+    """Sources that reach the same destinations share one admission."""
+    res = engine.resolution
+    sizes = [len(m) for m in res.members]
+    by_targets: dict[frozenset[int], list[int]] = {}
+    for s, ds in sorted(pairs.items()):
+        by_targets.setdefault(frozenset(ds), []).append(s)
+    out = []
+    for targets, sources in by_targets.items():
+        src = [res.pods[i] for s in sources for i in res.members[s]]
+        dst = [res.pods[i] for d in sorted(targets) for i in res.members[d]]
+        out.append(Admission(brief(describe(sorted(src, key=lambda p: p.key))),
+                             brief(describe(sorted(dst, key=lambda p: p.key))),
+                             str(probe), rule,
+                             sum(_pairs(sizes, s, d) for s in sources for d in targets)))
+    return sorted(out, key=lambda a: (a.sources, a.destinations))
+
+
+def _pairs(sizes: Sequence[int], s: int, d: int) -> int:
+    """Pod pairs between two classes, a pod with itself left out."""
+    return sizes[s] * sizes[d] - (sizes[s] if s == d else 0)

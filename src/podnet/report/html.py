@@ -1,0 +1,194 @@
+"""The report as one HTML page that needs nothing but itself: inline CSS, no script, and a
+Content-Security-Policy that forbids the browser to load anything (images only as `data:`).
+
+Every text from the cluster (names, labels, descriptions) goes through `html.escape`, so a
+pod called `<script>` is shown, never run. Grids are tables: one row and one column per pod
+(or group of alike pods), numbered columns whose numbers are the rows', a coloured cell per
+pair, with its verdict in words in the cell's title on small grids.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from html import escape
+
+from podnet.report.page import DeniedFlow, Grid, NodeRow, PodRow, PolicyRow, Report
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+TITLED_GRID = 60  # grids up to this size carry a title (tooltip) per cell
+ALLOWED, DENIED, LOOPBACK, MISMATCH = "#2e9e4f", "#d9463b", "#c4c9ce", "#f2a900"
+
+STYLE = f"""
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d232a; background: #fff; }}
+h1 {{ margin: 0 0 4px; font-size: 24px; }}
+h2 {{ margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 2px solid #dde1e5; }}
+h3 {{ margin: 20px 0 6px; font-size: 16px; }}
+nav a {{ margin-right: 14px; color: #1b5fa8; }}
+.meta {{ color: #59636e; margin: 0 0 12px; }}
+table.list {{ border-collapse: collapse; margin: 6px 0; }}
+table.list th, table.list td {{ border-bottom: 1px solid #e3e6e9; padding: 3px 10px 3px 0;
+  text-align: left; vertical-align: top; }}
+table.list th {{ color: #59636e; font-weight: 600; }}
+code {{ font: 12px ui-monospace, monospace; background: #f1f3f5; padding: 0 3px; }}
+table.grid {{ border-collapse: collapse; font: 11px ui-monospace, monospace; }}
+table.grid td {{ width: 14px; height: 14px; padding: 0; border: 1px solid #fff; }}
+table.grid th {{ font-weight: normal; color: #3b444d; padding: 0 3px; white-space: nowrap; }}
+table.grid thead th {{ text-align: center; min-width: 14px; }}
+table.grid tbody th {{ text-align: right; }}
+td.a {{ background: {ALLOWED}; }}
+td.d {{ background: {DENIED}; }}
+td.l {{ background: {LOOPBACK}; }}
+td.ma, td.md {{ background: {MISMATCH}; outline: 2px solid #1d232a; text-align: center; }}
+td.ma::after, td.md::after {{ content: "!"; font-weight: bold; }}
+.key span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px;
+  vertical-align: middle; }}
+.note {{ background: #fff7e0; border-left: 4px solid {MISMATCH}; padding: 4px 10px; }}
+article {{ border: 1px solid #dde1e5; border-radius: 6px; padding: 4px 14px 10px;
+  margin: 10px 0; }}
+img.graph {{ max-width: 100%; border: 1px solid #dde1e5; }}
+"""
+
+
+def render_html(report: Report) -> str:
+    mismatches = sum(g.mismatches for g in report.grids)
+    summary = [f"{len(report.nodes)} nodes", f"{len(report.pods)} pods",
+               f"{len(report.policies)} network policies",
+               f"probes: {', '.join(g.probe for g in report.grids) or 'none'}"]
+    if any(g.observed is not None for g in report.grids):
+        summary.append(f"{mismatches} verdicts where the kernel and the engine differ")
+    if report.flows is not None:
+        summary.append(f"{len(report.flows)} recent denied flows")
+    sections = [("nodes", "Nodes", _nodes(report.nodes)),
+                ("pods", "Pods", _pods(report.pods)),
+                ("reachability", "Reachability", _grids(report.grids)),
+                ("policies", "Network policies", _policies(report.policies))]
+    if report.flows is not None:
+        sections.append(("flows", "Recent denied flows", _flows(report.flows)))
+    if report.graph_svg is not None:
+        sections.append(("graph", "Connectivity graph", _graph(report.graph_svg)))
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        f"<title>{escape(report.title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<header><h1>{escape(report.title)}</h1>",
+        f'<p class="meta">{escape(report.source)} &middot; {escape(report.generated)}</p>',
+        f'<p class="meta" id="summary">{escape("; ".join(summary))}</p>',
+        *(f'<p class="note">{escape(n)}</p>' for n in report.notes),
+        "<nav>" + "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title, _ in sections)
+        + "</nav></header>",
+        *(f'<section id="{anchor}"><h2>{title}</h2>\n{body}</section>'
+          for anchor, title, body in sections),
+        "</body></html>", ""])
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
+    body = ["<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
+            for row in rows]
+    if not body:
+        return f"<p>{escape(empty)}</p>"
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    return f'<table class="list"><thead><tr>{head}</tr></thead><tbody>\n' + \
+        "\n".join(body) + "\n</tbody></table>"
+
+
+def _nodes(nodes: Sequence[NodeRow]) -> str:
+    return _table(("node", "addresses", "pod CIDRs", "pods"),
+                  [(n.name, ", ".join(n.addresses), ", ".join(n.pod_cidrs), str(n.pods))
+                   for n in nodes], "No nodes are named (no Node objects, no pod's nodeName).")
+
+
+def _pods(pods: Sequence[PodRow]) -> str:
+    return _table(("pod", "node", "IPs", "labels"),
+                  [(p.key + (" (host network)" if p.host_network else ""), p.node,
+                    ", ".join(p.ips), p.labels) for p in pods], "No pods.")
+
+
+def _grids(grids: Sequence[Grid]) -> str:
+    key = ('<p class="key">Rows are sources, columns destinations (column <i>n</i> is row '
+           f'<i>n</i>):<span style="background:{ALLOWED}"></span>allowed'
+           f'<span style="background:{DENIED}"></span>denied'
+           f'<span style="background:{LOOPBACK}"></span>a pod to itself (loopback)')
+    if any(g.observed is not None for g in grids):
+        key += (f'<span style="background:{MISMATCH}"></span>the kernel disagrees with the '
+                "engine (!)")
+    return key + "</p>\n" + "\n".join(_grid(g) for g in grids)
+
+
+def _grid(grid: Grid) -> str:
+    size = len(grid.axis)
+    out = [f'<h3 id="probe-{escape(grid.probe.replace("/", "-"))}">{escape(grid.probe)}</h3>']
+    if grid.grouped:
+        out.append("<p>More pods than fit a grid: each row is a group of pods that every "
+                   "policy treats alike, so one cell stands for every pair of its two groups."
+                   "</p>")
+    if grid.observed is not None:
+        out.append(f"<p>Observed in the kernel: {grid.mismatches} of {size * size} verdicts "
+                   "differ from the engine's.</p>")
+    if grid.left_out:
+        out.append(f'<p class="note">{grid.left_out} more rows and columns are not shown.</p>')
+    head = "".join(f'<th title="{escape(m.label)}">{j + 1}</th>'
+                   for j, m in enumerate(grid.axis))
+    rows = []
+    for i, member in enumerate(grid.axis):
+        cells = "".join(_cell(grid, i, j, size <= TITLED_GRID) for j in range(size))
+        rows.append(f"<tr><th>{escape(member.label)} {i + 1}</th>{cells}</tr>")
+    out.append(f'<table class="grid" data-probe="{escape(grid.probe)}"><thead><tr><th></th>'
+               f"{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>")
+    return "\n".join(out)
+
+
+def _cell(grid: Grid, i: int, j: int, titled: bool) -> str:
+    allowed = grid.allowed[i][j]
+    seen = grid.observed[i][j] if grid.observed is not None else None
+    if grid.is_loopback(i, j):
+        css, words = "l", "itself (loopback)"
+    elif seen is not None and seen != allowed:
+        css = "ma" if seen else "md"
+        words = ("engine: denied; kernel: let it through" if seen
+                 else "engine: allowed; kernel: dropped it")
+    else:
+        css, words = ("a", "allowed") if allowed else ("d", "denied")
+    if not titled:
+        return f'<td class="{css}"></td>'
+    title = f"{grid.axis[i].label} -> {grid.axis[j].label}: {words}"
+    return f'<td class="{css}" title="{escape(title)}"></td>'
+
+
+def _policies(policies: Sequence[PolicyRow]) -> str:
+    if not policies:
+        return "<p>No network policies: every pod may reach every pod.</p>"
+    return "\n".join(_policy(p) for p in policies)
+
+
+def _policy(p: PolicyRow) -> str:
+    facts = _table(("", ""), [
+        ("policy types", ", ".join(p.policy_types)),
+        ("pod selector", p.pod_selector),
+        ("selects", f"{p.selected} pods: {p.selects}" if p.selected else p.selects),
+        ("rules", p.rules),
+        ("admits", f"{p.pairs} connections (pod pair and probe) allowed end to end by its "
+                   "rules")], "")
+    admissions = _table(("rule", "probe", "from", "to", "pod pairs"),
+                        [(a.rule, a.probe, a.sources, a.destinations, str(a.pairs))
+                         for a in p.admissions],
+                        "Its rules admit no connection for these probes.")
+    more = (f'<p class="note">{p.left_out} more admissions are not listed.</p>'
+            if p.left_out else "")
+    return f'<article><h3>{escape(p.key)}</h3>\n{facts}\n{admissions}\n{more}</article>'
+
+
+def _flows(flows: Sequence[DeniedFlow]) -> str:
+    return _table(("time", "node", "source", "destination", "protocol", "denied by"),
+                  [(f.time, f.node, f.source, f.destination, f.protocol, f.reason)
+                   for f in flows], "No denied flows were logged.")
+
+
+def _graph(svg: str) -> str:
+    """The graph as a `data:` image: the browser shows it and runs nothing in it."""
+    data = base64.b64encode(svg.encode()).decode()
+    return ('<p>Who may talk to whom (namespaces as boxes, ports on the arrows), drawn by '
+            f'graphviz.</p><img class="graph" alt="connectivity graph" '
+            f'src="data:image/svg+xml;base64,{data}">')
