@@ -1,0 +1,146 @@
+"""The report page says what the engine says: every pod, every policy, one coloured cell per
+pair whose colour is the engine's verdict, and for each policy the connections its rules
+admit; and it is inert: names are escaped, nothing outside the page is referenced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import test_upstream_e2e as upstream
+from page_reader import PageReader, external_references
+
+from podnet.lab import Model, Reachability
+from podnet.model import Cluster, Namespace, Pod, Protocol
+from podnet.policy import Engine, Probe
+from podnet.report import DeniedFlow, Report, build_report, render_html
+from podnet.report.build import POD_GRID_LIMIT
+
+CASES = {c.name: c for c in upstream.CASES}
+
+
+def final_state(case: upstream.Case) -> tuple[Cluster, Probe]:
+    """The cluster and probe of a case's last validation (judged by the engine, as upstream)."""
+    seen: list[tuple[Cluster, Probe]] = []
+
+    def judge(cluster: Cluster, r: Reachability, port: int, protocol: Protocol) -> None:
+        upstream.observe_engine_matrix(cluster, r, port, protocol)
+        seen.append((cluster, Probe(port, protocol)))
+
+    case.play(upstream.Scenario(judge))
+    return seen[-1]
+
+
+def report_of(engine: Engine, probes: Sequence[Probe], **extra: object) -> Report:
+    return build_report(engine, probes, title="test", source="test", generated="now",
+                        **extra)  # type: ignore[arg-type]
+
+
+def admitted_by_verdicts(engine: Engine, probes: Sequence[Probe]) -> dict[str, int]:
+    """policy -> (pod pair, probe) connections allowed whose verdict names one of its rules."""
+    counts = {p.key: 0 for p in engine.cluster.policies}
+    pods = engine.cluster.pods
+    for probe in probes:
+        for src in pods:
+            for dst in pods:
+                v = engine.verdict(src, dst, probe.port, probe.protocol)
+                if src != dst and v.allowed:
+                    for policy in {r.policy for r in (*v.egress.allowed_by,
+                                                      *v.ingress.allowed_by)}:
+                        counts[policy] += 1
+    return counts
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_page_of_an_upstream_case_shows_the_engines_verdicts(name: str) -> None:
+    cluster, probe = final_state(CASES[name])
+    engine = Engine(cluster)
+    probes = list(dict.fromkeys([probe, Probe(81, Protocol.UDP), Probe(80)]))
+    report = report_of(engine, probes)
+    page = PageReader(render_html(report))
+
+    keys = [p.key for p in cluster.pods]
+    for p in probes:
+        (matrix,) = engine.matrix([p])
+        assert page.row_labels[str(p)] == keys
+        rows = page.grids[str(p)]
+        assert [len(r) for r in rows] == [len(keys)] * len(keys)
+        for i, src in enumerate(keys):
+            for j, dst in enumerate(keys):
+                wanted = "l" if i == j else "a" if matrix.allowed[src][dst] else "d"
+                assert rows[i][j] == wanted, (p, src, dst)
+    text = page.all_text
+    assert all(key in text for key in keys)
+    assert [r.key for r in report.policies] == [p.key for p in cluster.policies]
+    counts = admitted_by_verdicts(engine, probes)
+    for row in report.policies:
+        assert row.pairs == counts[row.key], row.key
+        assert row.key in text and f"{row.pairs} connections" in text
+
+
+def test_a_policy_lists_the_connections_its_rules_admit() -> None:
+    """x/a may be reached from namespace y on TCP/80 only: y/b-to-x-a admits y/* -> x/a."""
+    model = Model.from_pod_strings("x/a", "x/b", "y/a", "y/b", ports=(80,),
+                                   protocols=(Protocol.TCP,))
+    policy = upstream.gen_policy_match_label(
+        "y-to-x-a", {"pod": "a"},
+        upstream.ingress_rules(upstream.rule(upstream.peer(namespaces=upstream.ns_named("y")),
+                                             ports=[upstream.port(80)])))
+    policy["metadata"]["namespace"] = "x"
+    engine = Engine(model.cluster([policy]))
+    (row,) = report_of(engine, [Probe(80), Probe(81)]).policies
+    assert (row.selects, row.selected, row.rules) == ("x/a", 1, "1 ingress")
+    assert [(a.rule, a.probe, a.sources, a.destinations, a.pairs) for a in row.admissions] == [
+        ("ingress[0]", "TCP/80", "y/*", "x/a", 2)]
+    assert row.pairs == 2
+
+
+def test_names_are_shown_never_run() -> None:
+    """Names the API server would refuse, straight into the model: the page escapes them."""
+    evil = "<script>alert(1)</script>"
+    cluster = Cluster(namespaces={"x": Namespace("x", {"kubernetes.io/metadata.name": "x"})},
+                      pods=(Pod("x", evil, {"app": '"><img src=x onerror=alert(2)>'},
+                                node_name="</td><b>node"),
+                            Pod("x", "b&c")))
+    flows = [DeniedFlow("t", "n", evil, "x/b&c", "TCP", "default deny ingress (<u>p</u>)")]
+    page = render_html(report_of(Engine(cluster), [Probe(80)], flows=flows))
+    read = PageReader(page)
+    assert "script" not in read.elements and "img" not in read.elements
+    assert "b" not in read.elements and "u" not in read.elements
+    assert evil in read.all_text and "b&c" in read.all_text
+    assert "&lt;script&gt;" in page and "onerror=alert(2)&gt;" in page
+
+
+def test_the_page_references_nothing_outside_itself() -> None:
+    cluster, probe = final_state(CASES["allow-all"])
+    engine = Engine(cluster)
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg"><a href="https://example.com/x">'
+           '<image href="//example.com/i.png"/></a></svg>')
+    page = render_html(report_of(engine, [probe], flows=[], graph_svg=svg))
+    assert external_references(page) == []
+    read = PageReader(page)
+    assert all(s.startswith(("#", "data:")) for s in read.sources), read.sources
+    assert any(s.startswith("data:image/svg+xml;base64,") for s in read.sources)
+    assert ("default-src 'none'; style-src 'unsafe-inline'; img-src data:") in page
+
+
+def test_a_big_cluster_is_a_grid_of_groups_that_stand_for_all_their_pairs() -> None:
+    """120 pods in 3 namespaces; x admits only y: three groups, each cell true to every pair."""
+    pods = [f"{ns}/p{i}" for ns in "xyz" for i in range(40)]
+    assert len(pods) > POD_GRID_LIMIT
+    model = Model.from_pod_strings(*pods, ports=(80,), protocols=(Protocol.TCP,))
+    policy = upstream.gen_policy(
+        "only-y", {}, upstream.ingress_rules(upstream.rule(
+            upstream.peer(namespaces=upstream.ns_named("y")))))
+    policy["metadata"]["namespace"] = "x"
+    engine = Engine(model.cluster([policy]))
+    (grid,) = report_of(engine, [Probe(80)]).grids
+    assert grid.grouped and [m.label for m in grid.axis] == [
+        "x/* (40 pods)", "y/* (40 pods)", "z/* (40 pods)"]
+    (matrix,) = engine.matrix([Probe(80)])
+    for i, src in enumerate(grid.axis):
+        for j, dst in enumerate(grid.axis):
+            values = {matrix.allowed[a][b] for a in src.pods for b in dst.pods if a != b}
+            assert values == {grid.allowed[i][j]}
+    page = PageReader(render_html(report_of(engine, [Probe(80)])))
+    assert page.grids["TCP/80"] == [["d", "a", "a"], ["a", "a", "a"], ["d", "a", "a"]]
