@@ -81,8 +81,8 @@ def test_chromium_draws_the_grid_in_its_colours(page: Path, tmp_path: Path) -> N
     seen = png.colours(image)
     assert len(seen) > 20, "a blank or nearly blank screenshot"
     for colour in (ALLOWED, DENIED, LOOPBACK, MISMATCH):
-        # each cell is 14 x 14 pixels: whole cells of the colour, not antialiasing
-        assert seen.get(rgb(colour), 0) >= 14 * 14, colour
+        # each cell is 16 x 16 pixels: whole cells of the colour, not antialiasing
+        assert seen.get(rgb(colour), 0) >= 16 * 16, colour
 
 
 def test_chromium_builds_every_cell_and_runs_no_script(page: Path, tmp_path: Path) -> None:

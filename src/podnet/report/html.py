@@ -32,9 +32,9 @@ table.list th, table.list td {{ border-bottom: 1px solid #e3e6e9; padding: 3px 1
 table.list th {{ color: #59636e; font-weight: 600; }}
 code {{ font: 12px ui-monospace, monospace; background: #f1f3f5; padding: 0 3px; }}
 table.grid {{ border-collapse: collapse; font: 11px ui-monospace, monospace; }}
-table.grid td {{ width: 14px; height: 14px; padding: 0; border: 1px solid #fff; }}
+table.grid td {{ width: 16px; height: 16px; padding: 0; border: 1px solid #fff; }}
 table.grid th {{ font-weight: normal; color: #3b444d; padding: 0 3px; white-space: nowrap; }}
-table.grid thead th {{ text-align: center; min-width: 14px; }}
+table.grid thead th {{ text-align: center; min-width: 16px; }}
 table.grid tbody th {{ text-align: right; }}
 td.a {{ background: {ALLOWED}; }}
 td.d {{ background: {DENIED}; }}
@@ -52,13 +52,13 @@ img.graph {{ max-width: 100%; border: 1px solid #dde1e5; }}
 
 def render_html(report: Report) -> str:
     mismatches = sum(g.mismatches for g in report.grids)
-    summary = [f"{len(report.nodes)} nodes", f"{len(report.pods)} pods",
-               f"{len(report.policies)} network policies",
+    summary = [_count(len(report.nodes), "node"), _count(len(report.pods), "pod"),
+               _count(len(report.policies), "network policy", "network policies"),
                f"probes: {', '.join(g.probe for g in report.grids) or 'none'}"]
     if any(g.observed is not None for g in report.grids):
-        summary.append(f"{mismatches} verdicts where the kernel and the engine differ")
+        summary.append(_count(mismatches, "verdict") + " where the kernel and the engine differ")
     if report.flows is not None:
-        summary.append(f"{len(report.flows)} recent denied flows")
+        summary.append(_count(len(report.flows), "recent denied flow"))
     sections = [("nodes", "Nodes", _nodes(report.nodes)),
                 ("pods", "Pods", _pods(report.pods)),
                 ("reachability", "Reachability", _grids(report.grids)),
@@ -82,6 +82,10 @@ def render_html(report: Report) -> str:
         *(f'<section id="{anchor}"><h2>{title}</h2>\n{body}</section>'
           for anchor, title, body in sections),
         "</body></html>", ""])
+
+
+def _count(n: int, word: str, plural: str = "") -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
@@ -167,10 +171,10 @@ def _policy(p: PolicyRow) -> str:
     facts = _table(("", ""), [
         ("policy types", ", ".join(p.policy_types)),
         ("pod selector", p.pod_selector),
-        ("selects", f"{p.selected} pods: {p.selects}" if p.selected else p.selects),
+        ("selects", f"{_count(p.selected, 'pod')}: {p.selects}" if p.selected else p.selects),
         ("rules", p.rules),
-        ("admits", f"{p.pairs} connections (pod pair and probe) allowed end to end by its "
-                   "rules")], "")
+        ("admits", _count(p.pairs, "connection") + " (pod pair and probe) allowed end to end "
+                   "by its rules")], "")
     admissions = _table(("rule", "probe", "from", "to", "pod pairs"),
                         [(a.rule, a.probe, a.sources, a.destinations, str(a.pairs))
                          for a in p.admissions],
