@@ -1,8 +1,8 @@
 """`podnet lab report`: the page of a running lab shows its nodes, its pods with their
 addresses, the engine's matrix next to the kernel's verdicts, and the denied flow of a probe.
 
-A 2-node lab: y/b (node-2) admits only namespace x on TCP/80 (policy y/b-in); x/a (node-1)
-is the client it allows, y/c (node-1) the one it denies.
+The flow log tests' 2-node lab: y/b (node-2) admits only namespace x on TCP/80 (policy
+y/b-in); x/a (node-1) is the client it allows, y/c (node-1) the one it denies.
 """
 
 from __future__ import annotations
@@ -13,16 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernel import (
-    LAB_TEST,
-    lab_manifest,
-    lab_name,
-    namespace_manifests,
-    pod_manifest,
-    podnet,
-    running_lab,
-)
+from kernel import LAB_TEST, lab_manifest, lab_name, podnet, running_lab
 from page_reader import PageReader
+from test_flows import workloads
 
 from podnet.lab.pods import running_pods
 from podnet.lab.prober import ProbeJob, run_probes
@@ -31,22 +24,10 @@ from podnet.lab.state import LabPaths, node_address
 from podnet.model import Protocol
 
 pytestmark = LAB_TEST
-PODS = {"x/a": "node-1", "y/b": "node-2", "y/c": "node-1"}
-POLICY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-          "metadata": {"name": "b-in", "namespace": "y"},
-          "spec": {"podSelector": {"matchLabels": {"app": "b"}},
-                   "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
-                       "kubernetes.io/metadata.name": "x"}}}],
-                                "ports": [{"port": 80}]}]}}
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPaths]:
     name = lab_name("rep")
-    pods = [pod_manifest(key, node, labels={"app": key.split("/")[1]})
-            for key, node in PODS.items()]
-    with running_lab(name, [lab_manifest(name, ("node-1", "node-2")),
-                            *namespace_manifests(["x", "y"]), *pods, POLICY],
+    with running_lab(name, [lab_manifest(name, ("node-1", "node-2")), *workloads()],
                      tmp_path_factory.mktemp("report")) as paths:
         yield paths
 
