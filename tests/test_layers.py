@@ -1,4 +1,4 @@
-"""The pure core (model, policy, IPAM) never imports the shell (DESIGN §2).
+"""The pure core (model, policy, IPAM, the report page) never imports the shell (DESIGN §2).
 
 IPAM may speak to the store through its Protocols (`podnet.store.base`), never to a backend.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "podnet"
-PURE = ["model", "policy", "ipam"]
+PURE = ["model", "policy", "ipam", "report"]
 SHELL = {"subprocess", "socket", "sqlite3", "pyroute2", "nftables", "ctypes", "multiprocessing",
          "podnet.store.sqlite", "podnet.store.sqlite_ip", "podnet.store.etcd",
          "podnet.store.url", "podnet.datapath", "podnet.agent", "podnet.cni", "podnet.lab",
