@@ -17,6 +17,7 @@ from podnet.report.page import DeniedFlow, Grid, NodeRow, PodRow, PolicyRow, Rep
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 TITLED_GRID = 60  # grids up to this size carry a title (tooltip) per cell
+FOLDED_PODS = 100  # longer lists of pods start folded
 ALLOWED, DENIED, LOOPBACK, MISMATCH = "#2e9e4f", "#d9463b", "#c4c9ce", "#f2a900"
 
 STYLE = f"""
@@ -105,9 +106,12 @@ def _nodes(nodes: Sequence[NodeRow]) -> str:
 
 
 def _pods(pods: Sequence[PodRow]) -> str:
-    return _table(("pod", "node", "IPs", "labels"),
-                  [(p.key + (" (host network)" if p.host_network else ""), p.node,
-                    ", ".join(p.ips), p.labels) for p in pods], "No pods.")
+    """A long list starts folded (`<details>`: no script needed to unfold it)."""
+    table = _table(("pod", "node", "IPs", "labels"),
+                   [(p.key + (" (host network)" if p.host_network else ""), p.node,
+                     ", ".join(p.ips), p.labels) for p in pods], "No pods.")
+    state = " open" if len(pods) <= FOLDED_PODS else ""
+    return f"<details{state}><summary>{_count(len(pods), 'pod')}</summary>\n{table}</details>"
 
 
 def _grids(grids: Sequence[Grid]) -> str:
