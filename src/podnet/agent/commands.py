@@ -41,7 +41,8 @@ def cmd_add(args: CniArgs, conf: NetConf, env: Env) -> Result:
                 f"{args.container_id}/{args.ifname} was added before; DEL it first",
             )
         ip = env.allocator.allocate(attachment, pod=f"{namespace}/{name}" if name else None)
-        undo.callback(env.allocator.release, attachment)
+        env.metrics.allocations.inc()
+        undo.callback(release, env, attachment, "rollback")
         ep = Endpoint(
             node=env.node,
             container_id=args.container_id,
@@ -79,8 +80,8 @@ def cmd_del(args: CniArgs, conf: NetConf, env: Env) -> None:
         veth_name = ep.host_ifname if ep else host_ifname(args.container_id, args.ifname)
         steps = (
             ("remove veth", lambda: wiring.unwire_pod(env.netlink(), veth_name)),
-            ("release address", lambda: env.allocator.release(
-                ipam.Attachment(args.container_id, args.ifname))),
+            ("release address", lambda: release(
+                env, ipam.Attachment(args.container_id, args.ifname), "del")),
             ("drop endpoint", lambda: env.forget(args.container_id, args.ifname)),
         )
         for what, step in steps:
@@ -137,6 +138,7 @@ def cmd_gc(args: CniArgs, conf: NetConf, env: Env) -> None:
             except PodnetError as err:
                 failures.append(f"{name}: {err}")
         released = env.allocator.gc({ipam.Attachment(cid, ifname) for cid, ifname in valid})
+        env.metrics.released("gc", len(released))
     log.info("GC: released %d addresses", len(released))
     if failures:
         raise CniError(errors.DATAPATH_FAILURE, "GC incomplete", "; ".join(failures))
@@ -153,6 +155,11 @@ def cmd_status(args: CniArgs, conf: NetConf, env: Env) -> None:
         raise CniError(
             errors.NOT_AVAILABLE, "no free pod address", f"{env.lease.subnet} is full ({used})"
         )
+
+
+def release(env: Env, attachment: ipam.Attachment, reason: str) -> None:
+    """Free the attachment's address, counted under `reason` (del, rollback)."""
+    env.metrics.released(reason, len(env.allocator.release(attachment)))
 
 
 def prev_result_ips(conf: NetConf) -> list[ipaddress.IPv4Interface]:

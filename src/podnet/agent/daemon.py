@@ -22,6 +22,7 @@ from podnet.agent import server, wiring
 from podnet.agent.endpoints import leaked_veths
 from podnet.agent.env import Env
 from podnet.agent.flows import FLOW_LOG_GROUP, FlowLog
+from podnet.agent.metrics import serve as serve_metrics
 from podnet.agent.overlay import OverlaySync, start_overlay
 from podnet.agent.policy import PolicySync
 from podnet.datapath import routes, sysctl, veth
@@ -44,6 +45,7 @@ class AgentConfig:
     backend: str = "vxlan"
     iface: str | None = None  # the underlay interface; None: the default route's
     flow_log: str | None = None  # append each policy decision here (agent/flows.py)
+    metrics_address: tuple[ipaddress.IPv4Address, int] | None = None  # serve /metrics here
 
 
 @dataclass
@@ -112,11 +114,14 @@ def run(config: AgentConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    flows = FlowLog(Path(config.flow_log), config.node) if config.flow_log else None
+    flows = (FlowLog(Path(config.flow_log), config.node, metrics=env.metrics)
+             if config.flow_log else None)
+    stop_metrics = (serve_metrics(env.metrics, *config.metrics_address)
+                    if config.metrics_address else lambda: None)
     sock = server.listen(config.socket)
     if node.overlay is not None:
         start_overlay(env.store, node.overlay, stop)
-    policy = PolicySync(config.node, env.store, FLOW_LOG_GROUP if flows else None)
+    policy = PolicySync(config.node, env.store, FLOW_LOG_GROUP if flows else None, env.metrics)
     env.admit = policy.admit
     if flows is not None:
         flows.start(stop)
@@ -124,6 +129,7 @@ def run(config: AgentConfig) -> int:
     try:
         server.serve(sock, env, stop)
     finally:
+        stop_metrics()
         sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(config.socket)  # STATUS now says "not available" at once

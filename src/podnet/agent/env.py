@@ -17,6 +17,7 @@ from pyroute2 import IPRoute
 
 from podnet import ipam
 from podnet.agent.endpoints import KIND, Endpoint, endpoint_name
+from podnet.agent.metrics import Metrics
 from podnet.datapath.netns import assert_not_root, current_netns
 from podnet.datapath.rtnl import Rtnl, open_rtnl
 from podnet.store import Conflict, Key, NotFound, Store
@@ -33,6 +34,8 @@ class Env:
         self.lease = lease
         self.mtu = mtu
         self.allocator = ipam.pod_allocator(store, lease)
+        self.metrics = Metrics()
+        self.metrics.watch_ipam(self.allocator)
         # Called by ADD with its endpoint before it returns: the node's policy for the pod.
         self.admit: Callable[[Endpoint], None] = lambda endpoint: None
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]

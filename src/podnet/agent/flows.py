@@ -7,7 +7,7 @@ and ports. Only the first packet of a connection reaches the policy chains (esta
 traffic is accepted before them), so a connection costs one line per side that a policy
 isolates, and nothing is copied for its established traffic; pods that no policy selects are
 not logged at all. The file is rotated at `MAX_BYTES` into one `.1`, so at most twice that
-is kept.
+is kept. Each decision is also counted in the agent's metrics (`podnet_policy_verdicts_total`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podnet.datapath.nflog import LoggedPacket, NflogSocket
 from podnet.errors import PodnetError
+
+if TYPE_CHECKING:  # metrics imports Decision from here
+    from podnet.agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +99,10 @@ class FlowLog:
     """Reads NFLOG in the agent's namespace (the node) and appends to `path`."""
 
     def __init__(self, path: Path, node: str, group: int = FLOW_LOG_GROUP,
-                 max_bytes: int = MAX_BYTES) -> None:
+                 max_bytes: int = MAX_BYTES, metrics: Metrics | None = None) -> None:
         self.path = path
         self.node = node
+        self.metrics = metrics
         self.max_bytes = max_bytes
         try:
             path.open("a").close()  # an unwritable path fails the agent's start, not later
@@ -116,13 +120,14 @@ class FlowLog:
         lost = 0
         with self._socket:
             while not stop.is_set():
-                packets = self._socket.read(timeout=0.5)
+                flows = [Flow.of(self.node, p) for p in self._socket.read(timeout=0.5)]
+                if self.metrics is not None:
+                    self.metrics.decided(f.decision for f in flows)
                 try:
-                    append_flows(self.path, (Flow.of(self.node, p) for p in packets),
-                                 self.max_bytes)
+                    append_flows(self.path, flows, self.max_bytes)
                 except OSError as err:  # the policy keeps being enforced; only logging stops
                     log.warning("flow log %s: %s; %d decisions not logged", self.path,
-                                err.strerror, len(packets))
+                                err.strerror, len(flows))
                 if self._socket.lost > lost:
                     lost = self._socket.lost
                     log.warning("flow log: the kernel dropped %d batches (reading too slowly)",

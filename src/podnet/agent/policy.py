@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from podnet.agent.endpoints import KIND as ENDPOINT_KIND
 from podnet.agent.endpoints import Endpoint
 from podnet.agent.informer import Informer, Snapshot
+from podnet.agent.metrics import Metrics
 from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere, only_remote_pods
 from podnet.datapath.nft import Json, apply_ruleset
 from podnet.model import Cluster, Direction, Manifest, decode
@@ -77,32 +78,51 @@ def local_pods(cluster: Cluster, endpoints: Iterable[Endpoint], node: str) -> li
                    if ep.node == node and ep.pod in known), key=lambda n: n.ifname)
 
 
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    """A node's table and what it was rendered for."""
+
+    document: Json
+    pods: list[str]  # the local pods, `ns/name`
+    selected: dict[str, int]  # per direction, the local pods a policy isolates
+    policies: frozenset[str]  # the policies that isolate at least one of them
+
+    @property
+    def isolated(self) -> bool:
+        return any(self.selected.values())
+
+
 def render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
                 log_group: int | None = None) -> Json:
-    return _render_node(snapshot, node, extra, log_group)[0]
+    return _render_node(snapshot, node, extra, log_group).document
 
 
 def _render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
-                 log_group: int | None, cache: ClusterCache | None = None
-                 ) -> tuple[Json, list[str], bool]:
-    """The node's table, the pods (`ns/name`) it was rendered for, and whether a policy
-    isolates any of them."""
+                 log_group: int | None, cache: ClusterCache | None = None) -> Rendered:
     endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
     cluster = (cache or ClusterCache()).cluster(snapshot, endpoints)
     local = local_pods(cluster, endpoints, node)
     res = Engine(cluster).resolution
-    isolated = any(res.isolating_policies(d, int(res.class_of[res.pod_index[p.pod]]))
-                   for p in local for d in (Direction.INGRESS, Direction.EGRESS))
-    return render(res, local, log_group=log_group), [p.pod for p in local], isolated
+    selected: dict[str, int] = {}
+    policies: set[str] = set()
+    for d in (Direction.INGRESS, Direction.EGRESS):
+        isolating = [res.isolating_policies(d, int(res.class_of[res.pod_index[p.pod]]))
+                     for p in local]
+        selected[str(d).lower()] = sum(1 for names in isolating if names)
+        policies.update(name for names in isolating for name in names)
+    return Rendered(render(res, local, log_group=log_group), [p.pod for p in local], selected,
+                    frozenset(policies))
 
 
 class PolicySync:
     """The reconciler; also called by CNI ADD with the endpoint it is about to report."""
 
-    def __init__(self, node: str, store: ResourceStore, log_group: int | None = None) -> None:
+    def __init__(self, node: str, store: ResourceStore, log_group: int | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.node = node
         self.log_group = log_group  # NFLOG group of every counted decision (the flow log)
+        self.metrics = metrics or Metrics()
         self._lock = threading.RLock()
         self.informer = Informer(store, KINDS, self, lock=self._lock)
         self._applied: str | None = None
@@ -113,6 +133,7 @@ class PolicySync:
 
     def __call__(self, snapshot: Snapshot, extra: Sequence[Endpoint] = ()) -> None:
         with self._lock:
+            self.metrics.policies.set(len(snapshot["NetworkPolicy"]))
             if not extra and self._rendered is not None and (
                     only_policies_elsewhere(self._rendered, snapshot, self._local)
                     or (not self._isolated
@@ -121,12 +142,14 @@ class PolicySync:
                 log.debug("policy: the change cannot touch this node's table")
                 return
             started = time.perf_counter()
-            document, local, isolated = _render_node(snapshot, self.node, extra,
-                                                     self.log_group, self._clusters)
+            made = _render_node(snapshot, self.node, extra, self.log_group, self._clusters)
+            document = made.document
+            self.metrics.policy_state(len(made.pods), made.selected, len(made.policies))
             digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
             rendered = time.perf_counter()
             if digest != self._applied:
-                apply_ruleset(document)
+                with self.metrics.applying(document):
+                    apply_ruleset(document)
                 self._applied = digest
                 log.info("policy: table applied (%d objects; render %.0f ms, nft %.0f ms)",
                          len(document["nftables"]), 1e3 * (rendered - started),
@@ -134,8 +157,9 @@ class PolicySync:
             else:
                 log.debug("policy: table unchanged (render %.0f ms)", 1e3 * (rendered - started))
             # What the table was made of: the next batch may be judged against it.
-            self._rendered, self._local = (copy_of(snapshot), local) if not extra else (None, [])
-            self._isolated = isolated
+            self._rendered, self._local = ((copy_of(snapshot), made.pods) if not extra
+                                           else (None, []))
+            self._isolated = made.isolated
 
     def admit(self, endpoint: Endpoint) -> None:
         """Program the table for a pod being added, from the store as it is now."""

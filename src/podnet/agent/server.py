@@ -33,6 +33,9 @@ from podnet.store import Unavailable
 log = logging.getLogger(__name__)
 
 WORKERS = 16
+# The metrics' `result` label of a failed request: the code's name in podnet.cni.errors.
+ERROR_NAMES = {code: name.lower() for name, code in vars(errors).items()
+               if name.isupper() and isinstance(code, int)}
 ACCEPT_POLL = 0.2  # seconds between looks at the stop flag
 
 
@@ -57,15 +60,17 @@ def as_cni_error(err: Exception) -> CniError:
 
 
 def handle(request: Any, env: Env) -> bytes:
-    """One request in, one response out; never raises. Logs each request with its duration."""
+    """One request in, one response out; never raises. Logs and counts each request with its
+    duration (the metrics: by command and result)."""
     started = (time.perf_counter(), resource.getrusage(resource.RUSAGE_THREAD))
     version = CURRENT_VERSION
-    what = "malformed request"
+    what, command, outcome = "malformed request", "unknown", "ok"
     try:
         if not isinstance(request, dict) or not isinstance(request.get("command"), str):
             raise CniError(errors.DECODING_FAILURE, "malformed request")
         args = CniArgs.from_wire(request)
         what = f"{args.command} {args.container_id}/{args.ifname}"
+        command = args.command if args.command in HANDLERS else command
         conf = NetConf.parse(request.get("config"), args.command)
         version = conf.cni_version
         handler = HANDLERS.get(args.command)
@@ -74,10 +79,15 @@ def handle(request: Any, env: Env) -> bytes:
         result = handler(args, conf, env)
     except Exception as err:
         cni = as_cni_error(err)
+        outcome = ERROR_NAMES.get(cni.code, str(cni.code))
         log.info("%s: code %d in %s: %s", what, cni.code, took(started), cni)
-        return wire.encode_response(cni.code, json.dumps(cni.to_json(version)))
-    log.info("%s: ok in %s", what, took(started))
-    return wire.encode_response(0, "" if result is None else json.dumps(result.to_json(version)))
+        response = wire.encode_response(cni.code, json.dumps(cni.to_json(version)))
+    else:
+        log.info("%s: ok in %s", what, took(started))
+        response = wire.encode_response(
+            0, "" if result is None else json.dumps(result.to_json(version)))
+    env.metrics.cni_request(command, outcome, time.perf_counter() - started[0])
+    return response
 
 
 def took(started: tuple[float, resource.struct_rusage]) -> str:

@@ -42,6 +42,9 @@ def register(sub: Any) -> None:
                        help="the underlay interface (default: the default route's)")
     agent.add_argument("--flow-log", metavar="PATH",
                        help="log every policy decision (NFLOG) to PATH, one JSON line each")
+    agent.add_argument("--metrics-address", type=address_and_port, metavar="ADDR:PORT",
+                       help="serve Prometheus metrics on http://ADDR:PORT/metrics, in the "
+                       "node's namespace (default: not served; docs/metrics.md)")
     agent.set_defaults(handler=cmd_agent)
 
     install = sub.add_parser(
@@ -75,8 +78,21 @@ def cmd_agent(args: argparse.Namespace) -> int:
             backend=args.backend,
             iface=args.iface,
             flow_log=args.flow_log,
+            metrics_address=args.metrics_address,
         )
     )
+
+
+def address_and_port(text: str) -> tuple[ipaddress.IPv4Address, int]:
+    """`192.0.2.10:9470` (`0.0.0.0:PORT`: every address of the node)."""
+    host, _, port = text.rpartition(":")
+    try:
+        address, number = ipaddress.IPv4Address(host), int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not ADDR:PORT (192.0.2.10:9470)") from None
+    if not 0 < number < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: port {number} is not 1-65535")
+    return address, number
 
 
 def conflist(name: str, socket: str, cni_version: str, mtu: int | None) -> dict[str, Any]:

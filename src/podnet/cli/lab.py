@@ -1,4 +1,4 @@
-"""`podnet lab up|down|exec|probe|verify|flows|report|list`: an emulated cluster on this machine."""
+"""`podnet lab up|down|exec|probe|verify|flows|report|metrics|list`: an emulated cluster."""
 
 from __future__ import annotations
 
@@ -68,6 +68,14 @@ def register(sub: Any) -> None:
     flows.set_defaults(handler=cmd_flows)
 
     register_report(verbs, add_probes)
+
+    metrics = verbs.add_parser("metrics", help="the agents' Prometheus metrics, each sample "
+                               "labelled with its node")
+    add_lab(metrics)
+    metrics.add_argument("--node", action="append", help="only this node (repeatable)")
+    metrics.add_argument("prefix", nargs="?", default="", metavar="PREFIX",
+                         help="only the metrics whose name starts with PREFIX (podnet_ipam)")
+    metrics.set_defaults(handler=cmd_metrics)
 
     kubelet = verbs.add_parser("kubelet", help=argparse.SUPPRESS)  # started by `lab up`
     add_lab(kubelet)
@@ -314,6 +322,14 @@ def _decided_by(doc: dict[str, Any]) -> str:
     if doc["verdict"] == "allowed":
         return f"{doc['policies'][0]} {doc['rule']}"
     return str(doc["rule"])
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from podnet.lab.metrics import lab_metrics, merge
+    from podnet.lab.state import choose
+
+    print(merge(lab_metrics(choose(args.lab), args.node), args.prefix), end="")
+    return 0
 
 
 def cmd_kubelet(args: argparse.Namespace) -> int:

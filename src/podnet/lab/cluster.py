@@ -25,6 +25,7 @@ from podnet.agent.informer import Informer
 from podnet.errors import PodnetError
 from podnet.lab import etcd
 from podnet.lab.flows import flow_log_path
+from podnet.lab.metrics import metrics_address
 from podnet.lab.state import LabPaths, NoLab, labs
 from podnet.lab.underlay import add_node, create_underlay, delete_netns
 from podnet.model import Manifest, build_cluster
@@ -72,7 +73,8 @@ def up(lab: Lab, workloads: Sequence[Manifest], progress: Progress | None = None
                 "--node", node, "--store", paths.agent_store_url(node),
                 "--socket", str(paths.socket(node)),
                 "--backend", lab.backend, "--iface", "eth0",
-                "--flow-log", str(flow_log_path(paths, node))])
+                "--flow-log", str(flow_log_path(paths, node)),
+                "--metrics-address", "{}:{}".format(*metrics_address(paths, node))])
         _wait(lambda: all(paths.socket(n).exists() for n in lab.nodes), timeout,
               "agents did not start", paths)
         _spawn(paths, "kubelet", [PODNET, "-v", "lab", "kubelet", "--lab", lab.name])

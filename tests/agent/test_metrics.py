@@ -1,0 +1,141 @@
+"""The agent's metrics: what a scrape shows after real CNI requests, and the pure parts (table
+size, verdict labels, several nodes' expositions merged).
+
+The agent test uses one node namespace running the agent with `--metrics-address` on the
+node's own address, scraped from inside the node as `podnet lab metrics` does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from netns import NODE_ADDRESS, Agent, NetnsFactory
+from podnet.agent.flows import Decision
+from podnet.agent.metrics import Metrics, table_size, verdict_labels
+from podnet.lab.metrics import fetch, merge, with_label
+from podnet.model import Manifest, build_cluster
+from podnet.policy import Engine
+from podnet.policy.nftables import NodePod, render
+
+PORT = 9470
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of an exposition by (name, labels); the parser rejects a malformed one."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.mark.netns
+def test_a_scrape_counts_cni_requests_and_ipam_by_what_happened(
+        agent: Agent, make_netns: NetnsFactory) -> None:
+    agent.stop()
+    agent.start("--metrics-address", f"{NODE_ADDRESS}:{PORT}")
+    pods = [make_netns("pod") for _ in range(3)]
+    for i, pod in enumerate(pods):
+        assert agent.add(f"c{i}", pod).code == 0
+    assert agent.add("c0", pods[0]).code != 0  # a second ADD of an attachment is refused
+    gone = make_netns("gone")
+    make_netns.delete(gone)
+    # The address is taken, then wiring finds no namespace: the ADD gives it back.
+    assert agent.add("c9", gone).code != 0
+    assert agent.delete("c2", pods[2]).code == 0
+    assert agent.delete("c2", pods[2]).code == 0  # idempotent: nothing more to release
+
+    found = samples(fetch(agent.node.path, NODE_ADDRESS, PORT))
+    assert value(found, "podnet_cni_requests_total", command="ADD", result="ok") == 3
+    assert value(found, "podnet_cni_request_duration_seconds_count",
+                 command="ADD", result="ok") == 3
+    assert value(found, "podnet_cni_requests_total", command="ADD",
+                 result="datapath_failure") == 1
+    assert value(found, "podnet_cni_requests_total", command="ADD",
+                 result="unknown_container") == 1
+    assert value(found, "podnet_cni_requests_total", command="DEL", result="ok") == 2
+    assert value(found, "podnet_ipam_allocations_total") == 4
+    assert value(found, "podnet_ipam_releases_total", reason="rollback") == 1
+    assert value(found, "podnet_ipam_releases_total", reason="del") == 1
+    subnet = {dict(labels)["subnet"] for name, labels in found
+              if name == "podnet_ipam_addresses_used"}
+    assert len(subnet) == 1
+    used = value(found, "podnet_ipam_addresses_used", subnet=next(iter(subnet)))
+    free = value(found, "podnet_ipam_addresses_free", subnet=next(iter(subnet)))
+    assert used == 2  # c0 and c1
+    assert used + free == ipaddress.IPv4Network(next(iter(subnet))).num_addresses - 2
+    assert value(found, "podnet_dataplane_apply_duration_seconds_count") >= 1
+
+
+def table(pods: int) -> dict[str, Any]:
+    """A node's table for `pods` pods in namespace x, one policy isolating them for ingress."""
+    docs: list[dict[str, Any]] = [
+        {"kind": "Namespace", "metadata": {"name": "x"}},
+        {"kind": "NetworkPolicy", "metadata": {"name": "a-in", "namespace": "x"},
+         "spec": {"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}},
+        *({"kind": "Pod", "metadata": {"name": f"p{i}", "namespace": "x"},
+           "spec": {"containers": [{"name": "c"}]}, "status": {"podIP": f"10.244.0.{i + 1}"}}
+          for i in range(pods))]
+    cluster = build_cluster(Manifest("test", d["kind"], d["metadata"].get("namespace"),
+                                     d["metadata"]["name"], {"apiVersion": "v1", **d})
+                            for d in docs)
+    return render(Engine(cluster).resolution,
+                  [NodePod(p.key, f"veth{i}", p.ips) for i, p in enumerate(cluster.pods)])
+
+
+def test_the_table_size_counts_rules_and_the_elements_of_sets_and_maps() -> None:
+    one, three = table_size(table(1)), table_size(table(3))
+    assert one[0] == three[0]  # rules grow with policies, not with pods
+    # Each pod adds its veth (pod_ifnames), its address (pod_addresses) and its ingress
+    # verdict map entry; the policy's peer set keeps one element, the range 10.244.0.1-3.
+    assert three[1] - one[1] == 2 * 3
+
+
+@pytest.mark.parametrize("prefix, labels", [
+    pytest.param("x/b-in ingress[0]", ("allowed", "ingress", "x/b-in"), id="allowed"),
+    pytest.param("default deny egress: x/a-out, x/deny-all",
+                 ("denied", "egress", "x/a-out,x/deny-all"), id="default deny"),
+    pytest.param("anti-spoofing: source address is not the pod's", ("denied", "", ""),
+                 id="anti-spoofing"),
+])
+def test_a_verdict_is_labelled_with_the_policy_that_decided(
+        prefix: str, labels: tuple[str, str, str]) -> None:
+    assert verdict_labels(Decision.of(prefix)) == labels
+
+
+@pytest.mark.parametrize("sample, labelled", [
+    ("up 1.0", 'up{node="n-1"} 1.0'),
+    ('req_total{command="ADD"} 3.0', 'req_total{node="n-1",command="ADD"} 3.0'),
+    ("req_total{} 3.0", 'req_total{node="n-1"} 3.0'),
+])
+def test_a_node_label_goes_first(sample: str, labelled: str) -> None:
+    assert with_label(sample, "node", "n-1") == labelled
+
+
+def test_merged_nodes_keep_one_header_per_family_and_parse() -> None:
+    texts = {}
+    for node, pods in (("node-1", 2), ("node-2", 5)):
+        metrics = Metrics()
+        metrics.cni_request("ADD", "ok", 0.004)
+        metrics.decided([Decision.of("x/b-in ingress[0]")] * pods)
+        texts[node] = metrics.text()
+    merged = merge(texts)
+    found = samples(merged)
+    assert value(found, "podnet_policy_verdicts_total", node="node-2", verdict="allowed",
+                 direction="ingress", policy="x/b-in") == 5
+    assert value(found, "podnet_cni_request_duration_seconds_count", node="node-1",
+                 command="ADD", result="ok") == 1
+    assert merged.count("# TYPE podnet_cni_requests_total counter") == 1
+    # (`_created`: this process serves nothing, so it did not turn them off as an agent does)
+    assert {name for name, _ in samples(merge(texts, "podnet_policy"))
+            if not name.endswith("_created")} == {
+        "podnet_policy_verdicts_total", "podnet_policy_endpoints",
+        "podnet_policy_selected_endpoints", "podnet_policy_node_policies"}
+    for family in text_string_to_metric_families(merged):
+        assert family.name.startswith(("podnet_", "process_")), family.name
