@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,16 +103,18 @@ def namespaces(count: int, tag: str) -> Iterator[list[str]]:
 
 
 @contextmanager
-def agent(node: str, work: Path) -> Iterator[tuple[str, Path]]:
-    """`podnet agent` in `node`; yields its socket and log."""
+def agent(node: str, work: Path, extra: Sequence[str] = (),
+          podnet: Sequence[str] = (str(VENV_BIN / "podnet"),)) -> Iterator[tuple[str, Path]]:
+    """`podnet agent` (`podnet`: how to run the command) in `node`, with `extra` options;
+    yields its socket and log."""
     sock, log = work / "agent.sock", work / "agent.log"
     subprocess.run(["nsenter", f"--net=/run/netns/{node}", "ip", "link", "set", "lo", "up"],
                    check=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{node}", str(VENV_BIN / "podnet"), "-v", "agent",
+            ["nsenter", f"--net=/run/netns/{node}", *podnet, "-v", "agent",
              "--node", "bench", "--store", f"sqlite://{work}/state.db", "--socket", str(sock),
-             "--cluster-cidr", "10.244.0.0/16", "--node-subnet-prefix", "20"],
+             "--cluster-cidr", "10.244.0.0/16", "--node-subnet-prefix", "20", *extra],
             stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 20
