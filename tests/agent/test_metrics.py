@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from netns import NODE_ADDRESS, Agent, NetnsFactory
+from netns import NODE_ADDRESS, Agent, NetnsFactory, run_cni
 from podnet.agent.flows import Decision
 from podnet.agent.metrics import Metrics, table_size, verdict_labels
+from podnet.datapath.netns import DatapathError
 from podnet.lab.metrics import fetch, merge, with_label
 from podnet.model import Manifest, build_cluster
 from podnet.policy import Engine
@@ -50,6 +51,9 @@ def test_a_scrape_counts_cni_requests_and_ipam_by_what_happened(
     assert agent.add("c9", gone).code != 0
     assert agent.delete("c2", pods[2]).code == 0
     assert agent.delete("c2", pods[2]).code == 0  # idempotent: nothing more to release
+    # The runtime lists c0 only: GC releases c1.
+    valid = {"cni.dev/valid-attachments": [{"containerID": "c0", "ifname": "eth0"}]}
+    assert run_cni("GC", agent.conf(**valid)).code == 0
 
     found = samples(fetch(agent.node.path, NODE_ADDRESS, PORT))
     assert value(found, "podnet_cni_requests_total", command="ADD", result="ok") == 3
@@ -63,12 +67,14 @@ def test_a_scrape_counts_cni_requests_and_ipam_by_what_happened(
     assert value(found, "podnet_ipam_allocations_total") == 4
     assert value(found, "podnet_ipam_releases_total", reason="rollback") == 1
     assert value(found, "podnet_ipam_releases_total", reason="del") == 1
+    assert value(found, "podnet_ipam_releases_total", reason="gc") == 1
+    assert value(found, "podnet_cni_requests_total", command="GC", result="ok") == 1
     subnet = {dict(labels)["subnet"] for name, labels in found
               if name == "podnet_ipam_addresses_used"}
     assert len(subnet) == 1
     used = value(found, "podnet_ipam_addresses_used", subnet=next(iter(subnet)))
     free = value(found, "podnet_ipam_addresses_free", subnet=next(iter(subnet)))
-    assert used == 2  # c0 and c1
+    assert used == 1  # c0
     assert used + free == ipaddress.IPv4Network(next(iter(subnet))).num_addresses - 2
     assert value(found, "podnet_dataplane_apply_duration_seconds_count") >= 1
 
@@ -95,6 +101,19 @@ def test_the_table_size_counts_rules_and_the_elements_of_sets_and_maps() -> None
     # Each pod adds its veth (pod_ifnames), its address (pod_addresses) and its ingress
     # verdict map entry; the policy's peer set keeps one element, the range 10.244.0.1-3.
     assert three[1] - one[1] == 2 * 3
+
+
+def test_a_refused_swap_counts_as_a_failure_and_keeps_the_last_tables_size() -> None:
+    metrics = Metrics()
+    with metrics.applying(table(2)):
+        pass
+    with pytest.raises(DatapathError), metrics.applying(table(5)):
+        raise DatapathError("nft refused")
+    found = samples(metrics.text())
+    assert value(found, "podnet_dataplane_apply_failures_total") == 1
+    assert value(found, "podnet_dataplane_apply_duration_seconds_count") == 1
+    assert (value(found, "podnet_dataplane_rules"),
+            value(found, "podnet_dataplane_set_elements")) == table_size(table(2))
 
 
 @pytest.mark.parametrize("prefix, labels", [
