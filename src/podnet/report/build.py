@@ -36,19 +36,18 @@ ClassPairs = dict[int, set[int]]  # source class -> destination classes
 def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source: str,
                  generated: str, nodes: Sequence[Node] = (),
                  observed: Mapping[Probe, Observed] | None = None,
-                 flows: Sequence[DeniedFlow] | None = None, graph_svg: str | None = None,
-                 notes: Sequence[str] = ()) -> Report:
+                 flows: Sequence[DeniedFlow] | None = None,
+                 graph_svg: str | None = None) -> Report:
     """The report of `engine`'s cluster for `probes`; `nodes` add to the cluster's own."""
+    cluster = engine.cluster
     matrices = engine.matrix(probes)
     grids = tuple(_grid(engine, m, (observed or {}).get(m.probe)) for m in matrices)
-    more = [*notes]
+    notes: tuple[str, ...] = ()
     if observed is not None and any(g.grouped for g in grids):
-        more.append("The kernel's verdicts are shown only on grids of single pods.")
-    return Report(title, source, generated, _nodes(engine.cluster.pods, [*engine.cluster.nodes,
-                                                                         *nodes]),
-                  tuple(_pod_row(p) for p in engine.cluster.pods), grids,
-                  _policies(engine, matrices), None if flows is None else tuple(flows),
-                  graph_svg, tuple(more))
+        notes = ("The kernel's verdicts are shown only on grids of single pods.",)
+    return Report(title, source, generated, _nodes(cluster.pods, [*cluster.nodes, *nodes]),
+                  tuple(_pod_row(p) for p in cluster.pods), grids, _policies(engine, matrices),
+                  None if flows is None else tuple(flows), graph_svg, notes)
 
 
 def _nodes(pods: Sequence[Pod], nodes: Sequence[Node]) -> tuple[NodeRow, ...]:
