@@ -30,6 +30,7 @@ from netns import Netns, NetnsFactory
 from podnet.datapath.netns import DatapathError
 from podnet.datapath.nflog import NflogSocket
 from podnet.datapath.nft import (
+    NodeTable,
     apply_ruleset,
     comparable,
     delete_table,
@@ -293,6 +294,45 @@ def test_apply_replaces_the_table_whole_and_lists_back_as_rendered(
         list_table(node)
 
 
+def test_node_table_sends_only_the_difference_and_lists_back_as_rendered(
+        routed: RoutedNode, cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    table = NodeTable(routed.node.path)
+    pods = routed.node_pods()
+    whole = render(Engine(cluster).resolution, pods)
+    assert table.apply(whole) == len(whole["nftables"])
+    assert table.apply(whole) == 0
+    a, b, c = POD_IPS.values()
+    assert not routed.probe([(c, b, Probe(8080))])[c, b, Probe(8080)]  # counted: b's deny
+    # c-in goes; b-in and a-out stay, with their chains and the packets they counted.
+    fewer = replace(cluster, policies=tuple(p for p in cluster.policies if p.name != "c-in"))
+    steps = [render(Engine(fewer).resolution, pods),
+             render(Engine(fewer).resolution, pods[:2]),  # y/c's veth went away
+             render(Engine(cluster).resolution, pods, log_group=7),  # every counted rule
+             whole]
+    sent = []
+    for document in steps:
+        sent.append(table.apply(document))
+        assert comparable(list_table(routed.node.path)) == comparable(document)
+        if document is steps[0]:
+            assert rule_counters(list_table(routed.node.path))["default deny ingress: x/b-in"]
+    assert "replacing the table" not in caplog.text  # every step went as a difference
+    assert sent[0] < len(steps[0]["nftables"]) // 2
+    assert not routed.probe([(c, b, Probe(8080))])[c, b, Probe(8080)]
+    assert routed.probe([(a, b, Probe(8080))])[a, b, Probe(8080)]
+
+
+def test_node_table_replaces_a_table_changed_behind_its_back(
+        routed: RoutedNode, cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    table = NodeTable(routed.node.path)
+    pods = routed.node_pods()
+    table.apply(render(Engine(cluster).resolution, pods))
+    delete_table(routed.node.path)
+    document = render(Engine(without_policies(cluster)).resolution, pods)
+    assert table.apply(document) == len(document["nftables"])
+    assert "replacing the table" in caplog.text
+    assert comparable(list_table(routed.node.path)) == comparable(document)
+
+
 def expected_verdicts(cluster: Cluster, jobs: list[tuple[str, str, Probe]]
                       ) -> dict[tuple[str, str, Probe], bool]:
     engine = Engine(cluster)
@@ -435,3 +475,26 @@ def test_kernel_verdicts_equal_the_engines_on_generated_clusters(
     wrong = [f"{s} -> {d} {p}: kernel {'allows' if observed[s, d, p] else 'denies'}"
              for s, d, p in jobs if observed[s, d, p] != expected[s, d, p]]
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=st.lists(generated_clusters(), min_size=2, max_size=4))
+def test_node_table_differences_between_generated_clusters(
+        make_netns: NetnsFactory, generated: list[Cluster],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Any table to any other by differences alone, each listing back as rendered: the
+    kernel accepts every batch (a refused one would have been replaced whole)."""
+    node = make_netns("node")
+    table = NodeTable(node.path)
+    try:
+        for i, cluster in enumerate(map(on_one_node, generated)):
+            pods = [NodePod(p.key, f"pnv{n}", p.ips) for n, p in enumerate(cluster.pods)
+                    if not p.host_network]
+            document = render(Engine(cluster).resolution, pods, log_group=i % 2 or None)
+            table.apply(document)
+            assert comparable(list_table(node.path)) == comparable(document)
+        assert "replacing the table" not in caplog.text
+    finally:
+        make_netns.cleanup()
