@@ -99,10 +99,11 @@ class Metrics:
             "podnet_ipam_releases_total", "Pod addresses released, by reason: del (CNI DEL), "
             "gc (CNI GC), rollback (a failed ADD)", ["reason"], registry=r)
         self.apply_duration = Histogram(
-            "podnet_dataplane_apply_duration_seconds", "Time to swap the node's nftables table "
-            "in (one transaction)", buckets=LATENCY_BUCKETS, registry=r)
+            "podnet_dataplane_apply_duration_seconds", "Time to program the node's nftables "
+            "table (one transaction: the difference from the last table, or the whole table)",
+            buckets=LATENCY_BUCKETS, registry=r)
         self.apply_failures = Counter(
-            "podnet_dataplane_apply_failures_total", "Table swaps the kernel refused",
+            "podnet_dataplane_apply_failures_total", "Table changes the kernel refused",
             registry=r)
         self.rules = Gauge(
             "podnet_dataplane_rules", "Rules in the node's applied nftables table", registry=r)
@@ -141,7 +142,7 @@ class Metrics:
 
     @contextmanager
     def applying(self, document: Json) -> Iterator[None]:
-        """Around the swap of `document` into the kernel: its time, or a failure."""
+        """Around programming `document` into the kernel: its time, or a failure."""
         started = time.perf_counter()
         try:
             yield

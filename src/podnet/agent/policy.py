@@ -3,15 +3,14 @@
 The desired state is computed, not patched: on every change of pods, namespaces, policies or
 endpoints the agent rebuilds the cluster from its copy of the store, resolves it with the
 engine (the one definition of semantics), renders the node's table and, if it differs from
-the last one applied, swaps it in one transaction. A CNI ADD runs the same path with its new
+the last one applied, sends the difference to the kernel in one transaction (`NodeTable`:
+rendering is whole, programming is incremental). A CNI ADD runs the same path with its new
 endpoint before it returns, so a pod that a policy selects is never reachable unguarded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ from podnet.agent.endpoints import Endpoint
 from podnet.agent.informer import Informer, Snapshot
 from podnet.agent.metrics import Metrics
 from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere, only_remote_pods
-from podnet.datapath.nft import Json, apply_ruleset
+from podnet.datapath.nft import Json, NodeTable
 from podnet.model import Cluster, Direction, Manifest, decode
 from podnet.model.load import Decoded, assemble
 from podnet.policy import Engine
@@ -125,7 +124,7 @@ class PolicySync:
         self.metrics = metrics or Metrics()
         self._lock = threading.RLock()
         self.informer = Informer(store, KINDS, self, lock=self._lock)
-        self._applied: str | None = None
+        self._table = NodeTable()
         self._clusters = ClusterCache()
         self._rendered: Copy | None = None  # the store copy the table was last rendered from
         self._local: list[str] = []  # ... for these pods
@@ -145,15 +144,13 @@ class PolicySync:
             made = _render_node(snapshot, self.node, extra, self.log_group, self._clusters)
             document = made.document
             self.metrics.policy_state(len(made.pods), made.selected, len(made.policies))
-            digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
             rendered = time.perf_counter()
-            if digest != self._applied:
+            if not self._table.holds(document):
                 with self.metrics.applying(document):
-                    apply_ruleset(document)
-                self._applied = digest
-                log.info("policy: table applied (%d objects; render %.0f ms, nft %.0f ms)",
-                         len(document["nftables"]), 1e3 * (rendered - started),
-                         1e3 * (time.perf_counter() - rendered))
+                    sent = self._table.apply(document)
+                log.info("policy: table applied (%d objects; render %.0f ms, nft %.0f ms): "
+                         "%d commands", len(document["nftables"]), 1e3 * (rendered - started),
+                         1e3 * (time.perf_counter() - rendered), sent)
             else:
                 log.debug("policy: table unchanged (render %.0f ms)", 1e3 * (rendered - started))
             # What the table was made of: the next batch may be judged against it.

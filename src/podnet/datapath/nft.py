@@ -57,10 +57,16 @@ class NodeTable:
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
         self._applied: _Objects | None = None
+        self._document: Json | None = None
+
+    def holds(self, document: Json) -> bool:
+        """Whether `document` is what was applied last."""
+        return self._document == document
 
     def apply(self, document: Json) -> int:
         """Make the table `document`; the number of commands sent (0: it already was)."""
         wanted = _Objects(document)
+        self._document = None
         if self._applied is not None:
             commands = difference(self._applied, wanted)
             if commands is not None:
@@ -71,11 +77,11 @@ class NodeTable:
                 except DatapathError as err:
                     log.warning("nft refused the difference, replacing the table: %s", err)
                 else:
-                    self._applied = wanted
+                    self._applied, self._document = wanted, document
                     return len(commands)
         self._applied = None  # until the swap is known to have happened
         apply_ruleset(document, self.netns)
-        self._applied = wanted
+        self._applied, self._document = wanted, document
         return len(document["nftables"])
 
 
