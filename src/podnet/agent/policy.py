@@ -98,6 +98,7 @@ def render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
 
 def _render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
                  log_group: int | None, cache: ClusterCache | None = None) -> Rendered:
+    """The node's table, with what the metrics and the next batch's relevance need."""
     endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
     cluster = (cache or ClusterCache()).cluster(snapshot, endpoints)

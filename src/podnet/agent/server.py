@@ -33,10 +33,10 @@ from podnet.store import Unavailable
 log = logging.getLogger(__name__)
 
 WORKERS = 16
+ACCEPT_POLL = 0.2  # seconds between looks at the stop flag
 # The metrics' `result` label of a failed request: the code's name in podnet.cni.errors.
 ERROR_NAMES = {code: name.lower() for name, code in vars(errors).items()
                if name.isupper() and isinstance(code, int)}
-ACCEPT_POLL = 0.2  # seconds between looks at the stop flag
 
 
 def as_cni_error(err: Exception) -> CniError:
