@@ -128,24 +128,30 @@ def _admitted(engine: Engine, matrices: Sequence[ProbeMatrix]
               ) -> dict[tuple[str, str, Probe], ClassPairs]:
     """(policy, rule, probe) -> the class pairs whose allowed connection the rule admits."""
     res = engine.resolution
-    pods, members = res.pods, res.members
+    # A class's first pod stands for it; for pairs inside a class, its second (if any).
+    first = [res.pods[m[0]] for m in res.members]
+    second = [res.pods[m[1]] if len(m) > 1 else None for m in res.members]
+    first_keys = [p.key for p in first]
+    isolated_in = [bool(res.isolating_policies(Direction.INGRESS, c)) for c in range(len(first))]
     found: dict[tuple[str, str, Probe], ClassPairs] = {}
+
+    def admit(probe: Probe, s: int, d: int, src: Pod, dst: Pod) -> None:
+        v = engine.verdict(src, dst, probe.port, probe.protocol)
+        for ref in (*v.egress.allowed_by, *v.ingress.allowed_by):
+            rule = f"{ref.direction.lower()}[{ref.index}]"
+            found.setdefault((ref.policy, rule, probe), {}).setdefault(s, set()).add(d)
+
     for matrix in matrices:
-        probe = matrix.probe
-        for s, sources in enumerate(members):
-            src = pods[sources[0]]
-            isolated = bool(res.isolating_policies(Direction.EGRESS, s))
-            for d, destinations in enumerate(members):
-                if s == d and len(destinations) == 1:
-                    continue  # loopback: no policy's business
-                dst = pods[destinations[1 if s == d else 0]]
-                if not (isolated or res.isolating_policies(Direction.INGRESS, d)) or \
-                        not matrix.allowed[src.key][dst.key]:
-                    continue
-                v = engine.verdict(src, dst, probe.port, probe.protocol)
-                for ref in (*v.egress.allowed_by, *v.ingress.allowed_by):
-                    rule = f"{ref.direction.lower()}[{ref.index}]"
-                    found.setdefault((ref.policy, rule, probe), {}).setdefault(s, set()).add(d)
+        for s, src in enumerate(first):
+            row = matrix.allowed[first_keys[s]]
+            isolated_out = bool(res.isolating_policies(Direction.EGRESS, s))
+            # Only a pair that some policy isolates can have been admitted by one.
+            for d, key in enumerate(first_keys):
+                if d != s and (isolated_out or isolated_in[d]) and row[key]:
+                    admit(matrix.probe, s, d, src, first[d])
+            inner = second[s]
+            if inner is not None and (isolated_out or isolated_in[s]) and row[inner.key]:
+                admit(matrix.probe, s, s, src, inner)
     return found
 
 
