@@ -7,9 +7,12 @@ deleted, so that one DEL shows in node-1's releases.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kernel import (
@@ -75,7 +78,9 @@ def parse(text: str) -> Samples:
 
 
 def scrape(lab: LabPaths) -> Samples:
-    return parse(merge(lab_metrics(lab)))
+    texts, failures = lab_metrics(lab)
+    assert not failures
+    return parse(merge(texts))
 
 
 def value(found: Samples, node: str, name: str, **labels: str) -> float:
@@ -208,3 +213,17 @@ def test_a_deleted_pod_is_released(lab: LabPaths) -> None:
         value(before, "node-1", "podnet_ipam_releases_total", reason="del") + 1
     assert value(after, "node-1", "podnet_cni_requests_total", command="DEL", result="ok") \
         >= 1
+
+
+def test_an_agent_that_stopped_is_named_and_the_others_are_printed(lab: LabPaths) -> None:
+    """Last: the lab keeps one agent less."""
+    pid = int((lab.pids / "agent-node-2.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = podnet("lab", "metrics", "--lab", lab.name, check=False)
+    assert done.returncode == 1
+    assert "node node-2: cannot fetch http://192.0.2.11:9470/metrics" in done.stderr
+    assert {s.labels["node"] for f in text_string_to_metric_families(done.stdout)
+            for s in f.samples} == {"node-1"}

@@ -22,13 +22,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from podnet.agent.metrics import Metrics
 from podnet.datapath.nflog import LoggedPacket, NflogSocket
 from podnet.errors import PodnetError
-
-if TYPE_CHECKING:  # metrics imports Decision from here
-    from podnet.agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +100,7 @@ class FlowLog:
                  max_bytes: int = MAX_BYTES, metrics: Metrics | None = None) -> None:
         self.path = path
         self.node = node
-        self.metrics = metrics
+        self.metrics = metrics or Metrics()
         self.max_bytes = max_bytes
         try:
             path.open("a").close()  # an unwritable path fails the agent's start, not later
@@ -121,14 +119,14 @@ class FlowLog:
         with self._socket:
             while not stop.is_set():
                 flows = [Flow.of(self.node, p) for p in self._socket.read(timeout=0.5)]
-                if self.metrics is not None:
-                    self.metrics.decided(f.decision for f in flows)
+                self.metrics.decided(f.decision for f in flows)
                 try:
                     append_flows(self.path, flows, self.max_bytes)
                 except OSError as err:  # the policy keeps being enforced; only logging stops
                     log.warning("flow log %s: %s; %d decisions not logged", self.path,
                                 err.strerror, len(flows))
                 if self._socket.lost > lost:
+                    self.metrics.flow_log_overruns.inc(self._socket.lost - lost)
                     lost = self._socket.lost
                     log.warning("flow log: the kernel dropped %d batches (reading too slowly)",
                                 lost)

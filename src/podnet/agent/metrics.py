@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -24,9 +24,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from podnet import ipam
-from podnet.agent.flows import Decision
 from podnet.errors import PodnetError
 from podnet.store import StoreError
+
+if TYPE_CHECKING:  # the flow log counts with these metrics
+    from podnet.agent.flows import Decision
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,9 @@ class Metrics:
             "packet sent again counts again) allowed or denied by policy on this node, by "
             "direction and deciding policy; only with the flow log",
             ["verdict", "direction", "policy"], registry=r)
+        self.flow_log_overruns = Counter(
+            "podnet_flow_log_overruns_total", "Times the kernel dropped flow log messages "
+            "(NFLOG) the agent read too slowly: verdicts went uncounted", registry=r)
         for direction in DIRECTIONS:  # present from the start, as zeros
             self.selected.labels(direction)
 

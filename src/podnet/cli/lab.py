@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -328,8 +329,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from podnet.lab.metrics import lab_metrics, merge
     from podnet.lab.state import choose
 
-    print(merge(lab_metrics(choose(args.lab), args.node), args.prefix), end="")
-    return 0
+    texts, failures = lab_metrics(choose(args.lab), args.node)
+    print(merge(texts, args.prefix), end="")
+    for err in failures:
+        print(f"podnet: {err}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_kubelet(args: argparse.Namespace) -> int:

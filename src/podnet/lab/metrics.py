@@ -67,9 +67,17 @@ def fetch(netns: str, host: str, port: int, timeout: float = SCRAPE_TIMEOUT) -> 
     return body
 
 
-def lab_metrics(paths: LabPaths, nodes: Sequence[str] | None = None) -> dict[str, str]:
-    """Each node's exposition text, by node."""
-    return {node: scrape(paths, node) for node in (nodes or paths.load().nodes)}
+def lab_metrics(paths: LabPaths, nodes: Sequence[str] | None = None
+                ) -> tuple[dict[str, str], list[PodnetError]]:
+    """Each node's exposition text, by node, and why the others gave none (an agent that
+    does not answer leaves the rest worth reading)."""
+    texts, failures = {}, []
+    for node in nodes or paths.load().nodes:
+        try:
+            texts[node] = scrape(paths, node)
+        except PodnetError as err:
+            failures.append(err)
+    return texts, failures
 
 
 def merge(texts: Mapping[str, str], prefix: str = "") -> str:
