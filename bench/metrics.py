@@ -8,7 +8,7 @@
      of the commit that added src/podnet/agent/metrics.py), extracted with `git archive`.
    Each agent logs the wall time of each request it serves; the ratio of those is the cost.
 2. The instrumentation alone, in this process: microseconds of metric updates per CNI request,
-   per table swap (counting the rules and set elements of the table applied) and per verdict.
+   per table change (counting the rules and set elements of the table applied) and per verdict.
 3. A scrape of the metrics agent holding N pods (IPAM gauges are read from the store then).
 
     .venv/bin/python bench/metrics.py                 # about a minute on 2 cores
@@ -99,7 +99,7 @@ def per_call_us(call: Callable[[], object], repeat: int) -> float:
 
 
 def mean_apply_ms(exposition: str) -> float:
-    """The mean table swap of an agent, from its own histogram."""
+    """The mean table change (one nftables transaction) of an agent, from its histogram."""
     found = {s.name: s.value for f in text_string_to_metric_families(exposition)
              for s in f.samples if f.name == "podnet_dataplane_apply_duration_seconds"}
     return found["podnet_dataplane_apply_duration_seconds_sum"] * 1000 / max(
@@ -115,13 +115,13 @@ def instrumentation(document: dict[str, Any], repeat: int) -> list[tuple[str, fl
         m.cni_request("ADD", "ok", 0.004)
         m.allocations.inc()
 
-    def swap() -> None:
+    def change() -> None:
         with m.applying(document):
             pass
 
     return [("CNI ADD (request + allocation)", per_call_us(add, repeat)),
-            (f"table swap ({len(document['nftables'])} objects counted)",
-             per_call_us(swap, max(1, repeat // 100))),
+            (f"table change ({len(document['nftables'])} objects counted)",
+             per_call_us(change, max(1, repeat // 100))),
             ("verdict (one connection)", per_call_us(lambda: m.decided([allowed]), repeat))]
 
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                                           strict=True):
                 cost = f"{ms:.2f} | {micros / (ms * 1000):.3%}" if ms else "- | -"
                 print(f"| {what} | {micros:.2f} | {cost} |")
-            print("(the event itself: the agent-side ADD p50 above; the mean table swap of the "
+            print("(the event itself: the agent-side ADD p50 above; the mean table change of the "
                   "agent with metrics, from its histogram; a verdict has none, the kernel "
                   "decides)")
 

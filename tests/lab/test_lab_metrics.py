@@ -179,7 +179,7 @@ def test_an_allowed_and_a_denied_connection_count_under_the_deciding_policy(
                    for node, name, _ in after)
 
 
-def test_a_policy_change_is_applied_and_the_table_size_is_the_kernels(lab: LabPaths) -> None:
+def test_a_policy_change_is_applied_and_its_verdicts_count_on_its_node(lab: LabPaths) -> None:
     def applies(found: Samples) -> float:
         return value(found, "node-1", "podnet_dataplane_apply_duration_seconds_count")
 
@@ -196,6 +196,13 @@ def test_a_policy_change_is_applied_and_the_table_size_is_the_kernels(lab: LabPa
             rules, elements = table_size(list_table(lab.netns_path(lab.node(node))))
             assert value(after, node, "podnet_dataplane_rules") == rules
             assert value(after, node, "podnet_dataplane_set_elements") == elements
+        # y/c is now isolated for egress: its connections are judged on its own node.
+        pods = {p.key: p for p in running_pods(lab)}
+        connect(pods["y/c"], pods["x/a"])
+        egress = {"verdict": "allowed", "direction": "egress", "policy": "y/c-out"}
+        counted = wait_until(lambda f: value(f, "node-1", "podnet_policy_verdicts_total",
+                                             **egress) >= 1, lab)
+        assert value(counted, "node-1", "podnet_policy_verdicts_total", **egress) == 1
     finally:
         write_state(lab, [B_IN], {}, {})
 
