@@ -49,7 +49,8 @@ def denied_flows(lab: LabPaths, dst: str) -> list[dict[str, Any]]:
         time.sleep(0.2)
 
 
-def test_the_walkthrough_from_lab_up_to_a_denied_flow_and_its_explanation(lab: LabPaths) -> None:
+def test_the_walkthrough_from_lab_up_to_a_denied_flow_and_its_explanation(
+        lab: LabPaths, tmp_path: Path) -> None:
     pods = {p.key: p for p in running_pods(lab)}
     assert sorted(pods) == ["shop/api", "shop/db", "shop/frontend", "tools/debug"]
     assert {pods["shop/frontend"].node, pods["tools/debug"].node} == {"node-1"}
@@ -69,6 +70,13 @@ def test_the_walkthrough_from_lab_up_to_a_denied_flow_and_its_explanation(lab: L
     assert (flow["node"], flow["direction"], flow["rule"], sorted(flow["policies"])) == (
         "node-2", "ingress", "default deny", ["shop/db", "shop/default-deny-ingress"])
 
+    verdicts = podnet("lab", "metrics", "--lab", lab.name, "--node", "node-2",
+                      "podnet_policy_verdicts").stdout
+    assert ('podnet_policy_verdicts_total{node="node-2",direction="ingress",'
+            'policy="shop/db,shop/default-deny-ingress",verdict="denied"}') in verdicts
+    page = tmp_path / "walk.html"
+    podnet("lab", "report", "--lab", lab.name, "-o", str(page), "--port", "8080,8000,5432")
+    assert "tools/debug" in page.read_text() and "shop/default-deny-ingress" in page.read_text()
     explained = podnet("policy", "explain", "-f", str(EXAMPLE), "--from", "tools/debug",
                        "--to", "shop/db", "--port", "5432").stdout
     assert explained.startswith("tools/debug -> shop/db TCP/5432: DENIED")
