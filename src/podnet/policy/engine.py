@@ -6,6 +6,9 @@ import ipaddress
 from collections.abc import Sequence
 from functools import cached_property
 
+import numpy as np
+import numpy.typing as npt
+
 from podnet.errors import PodnetError
 from podnet.model import Cluster, Protocol
 from podnet.policy.classes import ClassMatrices
@@ -35,6 +38,14 @@ class Engine:
 
     def matrix(self, probes: Sequence[Probe]) -> list[ProbeMatrix]:
         return probe_matrices(self._matrices, probes)
+
+    def class_matrix(self, probe: Probe) -> npt.NDArray[np.bool_]:
+        """`probe`'s verdict between pod classes (`resolution.members`), [source, destination]:
+        the matrix of pods without one entry per pod pair. A class with itself stands for two
+        of its pods; a pod with itself (loopback) is not in it."""
+        m = self._matrices
+        pods = m.pod_classes
+        return m.table.allows(probe.protocol, probe.port)[m.allowed[:pods, :pods]]
 
     def connectivity(self) -> Connectivity:
         return Connectivity(self._matrices)

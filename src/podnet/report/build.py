@@ -1,14 +1,18 @@
 """The report's data from the engine: the matrices, the verdicts' reasons and the pods' places.
 
 The engine answers per pod class (pods that every selector, ipBlock and named port treats
-alike), so the report asks it once per class pair: a policy's admissions are the class pairs
-whose connection is allowed and whose verdict names one of its rules (`Verdict.allowed_by`,
-as `podnet policy explain` shows them).
+alike), so the report asks per class pair: `Engine.class_matrix` for the grids of big
+clusters, and a verdict per allowed pair that a policy isolates for the admissions. A
+policy's admissions are the class pairs whose connection is allowed and whose verdict names
+one of its rules (`Verdict.allowed_by`, as `podnet policy explain` shows them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from podnet.model import Direction, Node, Pod
 from podnet.policy import Engine, Probe, ProbeMatrix
@@ -31,6 +35,7 @@ ADMISSION_LIMIT = 25  # admissions listed per policy at most
 
 Observed = Mapping[str, Mapping[str, bool | None]]  # source -> destination -> reached
 ClassPairs = dict[int, set[int]]  # source class -> destination classes
+ClassMatrix = npt.NDArray[np.bool_]  # classes x classes: allowed
 
 
 def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source: str,
@@ -40,13 +45,16 @@ def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source:
                  graph_svg: str | None = None) -> Report:
     """The report of `engine`'s cluster for `probes`; `nodes` add to the cluster's own."""
     cluster = engine.cluster
-    matrices = engine.matrix(probes)
-    grids = tuple(_grid(engine, m, (observed or {}).get(m.probe)) for m in matrices)
+    by_class = {probe: engine.class_matrix(probe) for probe in probes}
+    if len(cluster.pods) > POD_GRID_LIMIT:
+        grids = tuple(_class_grid(engine, probe, allowed) for probe, allowed in by_class.items())
+    else:
+        grids = tuple(_pod_grid(m, (observed or {}).get(m.probe)) for m in engine.matrix(probes))
     notes: tuple[str, ...] = ()
     if observed is not None and any(g.grouped for g in grids):
         notes = ("The kernel's verdicts are shown only on grids of single pods.",)
     return Report(title, source, generated, _nodes(cluster.pods, [*cluster.nodes, *nodes]),
-                  tuple(_pod_row(p) for p in cluster.pods), grids, _policies(engine, matrices),
+                  tuple(_pod_row(p) for p in cluster.pods), grids, _policies(engine, by_class),
                   None if flows is None else tuple(flows), graph_svg, notes)
 
 
@@ -70,41 +78,39 @@ def _pod_row(pod: Pod) -> PodRow:
                   pod.host_network)
 
 
-def _grid(engine: Engine, matrix: ProbeMatrix, observed: Observed | None) -> Grid:
-    res = engine.resolution
-    keys = matrix.pods
-    grouped = len(keys) > POD_GRID_LIMIT
-    if grouped:
-        describe = Describer(res.pods)
-        axis = [Member(brief(describe([res.pods[i] for i in m]))
-                       + (f" ({len(m)} pods)" if len(m) > 1 else ""),
-                       tuple(keys[i] for i in m)) for m in res.members]
-    else:
-        axis = [Member(k, (k,)) for k in keys]
-    shown = axis[:GRID_LIMIT]
-
-    def pair(src: Member, dst: Member) -> tuple[str, str]:
-        """A pod pair the cell stands for: inside one group, two of its pods."""
-        if src is dst and len(src.pods) > 1:
-            return src.pods[0], src.pods[1]
-        return src.pods[0], dst.pods[0]
-
-    allowed = tuple(tuple(matrix.allowed[a][b] for a, b in (pair(s, d) for d in shown))
-                    for s in shown)
+def _pod_grid(matrix: ProbeMatrix, observed: Observed | None) -> Grid:
+    keys = matrix.pods[:GRID_LIMIT]
+    allowed = tuple(tuple(matrix.allowed[src][dst] for dst in keys) for src in keys)
     cells = None
-    if observed is not None and not grouped:
-        cells = tuple(tuple(observed.get(s.pods[0], {}).get(d.pods[0]) for d in shown)
-                      for s in shown)
-    return Grid(str(matrix.probe), tuple(shown), allowed, cells, grouped,
-                len(axis) - len(shown))
+    if observed is not None:
+        cells = tuple(tuple(observed.get(src, {}).get(dst) for dst in keys) for src in keys)
+    return Grid(str(matrix.probe), tuple(Member(k, (k,)) for k in keys), allowed, cells,
+                left_out=len(matrix.pods) - len(keys))
 
 
-def _policies(engine: Engine, matrices: Sequence[ProbeMatrix]) -> tuple[PolicyRow, ...]:
+def _class_grid(engine: Engine, probe: Probe, allowed: ClassMatrix) -> Grid:
+    """Rows and columns are the engine's classes: one cell is the verdict of every pair."""
+    res = engine.resolution
+    describe = Describer(res.pods)
+    members = res.members[:GRID_LIMIT]
+    axis = tuple(Member(brief(describe([res.pods[i] for i in m]))
+                        + (f" ({len(m)} pods)" if len(m) > 1 else ""),
+                        tuple(res.pods[i].key for i in m)) for m in members)
+    size = len(members)
+    cells = allowed[:size, :size].copy()
+    # A class of one pod with itself is that pod's loopback, always allowed.
+    cells[np.diag_indices(size)] |= np.array([len(m) == 1 for m in members], dtype=bool)
+    return Grid(str(probe), axis, tuple(map(tuple, cells.tolist())), grouped=True,
+                left_out=len(res.members) - len(members))
+
+
+def _policies(engine: Engine, by_class: Mapping[Probe, ClassMatrix]
+              ) -> tuple[PolicyRow, ...]:
     res = engine.resolution
     describe = Describer(res.pods)
     subjects = {key: mask for d in res.directions.values()
                 for key, mask in zip(d.policies, d.subjects, strict=True)}
-    admitted = _admitted(engine, matrices)
+    admitted = _admitted(engine, by_class)
     sizes = [len(m) for m in res.members]
     rows = []
     for policy in engine.cluster.policies:
@@ -124,34 +130,28 @@ def _policies(engine: Engine, matrices: Sequence[ProbeMatrix]) -> tuple[PolicyRo
     return tuple(rows)
 
 
-def _admitted(engine: Engine, matrices: Sequence[ProbeMatrix]
+def _admitted(engine: Engine, by_class: Mapping[Probe, ClassMatrix]
               ) -> dict[tuple[str, str, Probe], ClassPairs]:
     """(policy, rule, probe) -> the class pairs whose allowed connection the rule admits."""
     res = engine.resolution
-    # A class's first pod stands for it; for pairs inside a class, its second (if any).
-    first = [res.pods[m[0]] for m in res.members]
-    second = [res.pods[m[1]] if len(m) > 1 else None for m in res.members]
-    first_keys = [p.key for p in first]
-    isolated_in = [bool(res.isolating_policies(Direction.INGRESS, c)) for c in range(len(first))]
+    count = res.class_count()
+    # Only a pair that some policy isolates can have been admitted by one.
+    ingress, egress = (np.array([bool(res.isolating_policies(d, c)) for c in range(count)],
+                                dtype=bool) for d in (Direction.INGRESS, Direction.EGRESS))
+    isolating = egress[:, None] | ingress[None, :]  # [source, destination]
+    # A class's first pod stands for it; for pairs inside a class, its second.
+    single = np.array([len(m) == 1 for m in res.members], dtype=bool)
     found: dict[tuple[str, str, Probe], ClassPairs] = {}
-
-    def admit(probe: Probe, s: int, d: int, src: Pod, dst: Pod) -> None:
-        v = engine.verdict(src, dst, probe.port, probe.protocol)
-        for ref in (*v.egress.allowed_by, *v.ingress.allowed_by):
-            rule = f"{ref.direction.lower()}[{ref.index}]"
-            found.setdefault((ref.policy, rule, probe), {}).setdefault(s, set()).add(d)
-
-    for matrix in matrices:
-        for s, src in enumerate(first):
-            row = matrix.allowed[first_keys[s]]
-            isolated_out = bool(res.isolating_policies(Direction.EGRESS, s))
-            # Only a pair that some policy isolates can have been admitted by one.
-            for d, key in enumerate(first_keys):
-                if d != s and (isolated_out or isolated_in[d]) and row[key]:
-                    admit(matrix.probe, s, d, src, first[d])
-            inner = second[s]
-            if inner is not None and (isolated_out or isolated_in[s]) and row[inner.key]:
-                admit(matrix.probe, s, s, src, inner)
+    for probe, allowed in by_class.items():
+        wanted = allowed & isolating
+        wanted[np.diag_indices(count)] &= ~single
+        for s, d in zip(*np.nonzero(wanted), strict=True):
+            src, dst = res.members[s][0], res.members[d][1 if s == d else 0]
+            v = engine.verdict(res.pods[src], res.pods[dst], probe.port, probe.protocol)
+            for ref in (*v.egress.allowed_by, *v.ingress.allowed_by):
+                rule = f"{ref.direction.lower()}[{ref.index}]"
+                found.setdefault((ref.policy, rule, probe), {}).setdefault(int(s), set()).add(
+                    int(d))
     return found
 
 
