@@ -37,6 +37,7 @@ table.grid td {{ width: 16px; height: 16px; padding: 0; border: 1px solid #fff; 
 table.grid th {{ font-weight: normal; color: #3b444d; padding: 0 3px; white-space: nowrap; }}
 table.grid thead th {{ text-align: center; min-width: 16px; }}
 table.grid tbody th {{ text-align: right; }}
+table.grid tbody tr:hover th {{ background: #fff3b0; font-weight: bold; }}
 td.a {{ background: {ALLOWED}; }}
 td.d {{ background: {DENIED}; }}
 td.l {{ background: {LOOPBACK}; }}
