@@ -8,6 +8,7 @@ node's own address, scraped from inside the node as `podnet lab metrics` does.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from typing import Any
 
 import pytest
@@ -77,6 +78,32 @@ def test_a_scrape_counts_cni_requests_and_ipam_by_what_happened(
     assert used == 1  # c0
     assert used + free == ipaddress.IPv4Network(next(iter(subnet))).num_addresses - 2
     assert value(found, "podnet_dataplane_apply_duration_seconds_count") >= 1
+
+
+SERVE_WITHOUT_DNS = """
+import ipaddress, socket, sys, urllib.request
+from podnet.agent.metrics import Metrics, serve
+
+def no_dns(*args):
+    raise AssertionError("a name was looked up")
+
+socket.getfqdn = socket.gethostbyaddr = no_dns
+stop = serve(Metrics(), ipaddress.IPv4Address("127.0.0.1"), 9470)
+with urllib.request.urlopen("http://127.0.0.1:9470/metrics", timeout=10) as answer:
+    sys.stdout.write(answer.read().decode())
+stop()
+"""
+
+
+@pytest.mark.netns
+def test_serving_metrics_looks_no_name_up(make_netns: NetnsFactory) -> None:
+    # A node's resolver may be out of reach: `HTTPServer`'s look-up of its own address then
+    # held every lab agent's start for 10 s.
+    node = make_netns("node")
+    node.run("ip", "link", "set", "lo", "up")
+    found = samples(node.run(sys.executable, "-c", SERVE_WITHOUT_DNS))
+    assert value(found, "podnet_ipam_allocations_total") == 0
+    assert ("podnet_ipam_allocations_total", frozenset()) in found
 
 
 def table(pods: int) -> dict[str, Any]:
