@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netns import Netns, NetnsFactory
-from podnet.datapath.netns import DatapathError
+from podnet.datapath import libnftables
+from podnet.datapath.netns import DatapathError, run_in
 from podnet.datapath.nflog import NflogSocket
 from podnet.datapath.nft import (
     NodeTable,
@@ -319,6 +320,29 @@ def test_node_table_sends_only_the_difference_and_lists_back_as_rendered(
     assert sent[0] < len(steps[0]["nftables"]) // 2
     assert not routed.probe([(c, b, Probe(8080))])[c, b, Probe(8080)]
     assert routed.probe([(a, b, Probe(8080))])[a, b, Probe(8080)]
+
+
+def test_in_its_own_namespace_the_table_goes_through_libnftables(
+        make_netns: NetnsFactory, cluster: Cluster) -> None:
+    """As in the agent: no namespace given, so libnftables in this process, one context per
+    namespace; what it does is what `nft` in that namespace lists."""
+    first, second = make_netns("first"), make_netns("second")
+    assert run_in(first.path, libnftables.context) is not None
+    pods = [NodePod(key, f"pnv{i}", (ipaddress.IPv4Address(ip),))
+            for i, (key, ip) in enumerate(POD_IPS.items())]
+    document = render(Engine(cluster).resolution, pods)
+    table = NodeTable()
+    assert run_in(first.path, lambda: table.apply(document)) == len(document["nftables"])
+    assert comparable(list_table(first.path)) == comparable(document)
+    with pytest.raises(DatapathError, match="No such file"):
+        list_table(second.path)  # the first namespace's context touched only its own
+    smaller = render(Engine(without_policies(cluster)).resolution, pods[:1])
+    assert run_in(first.path, lambda: table.apply(smaller)) > 0
+    assert comparable(run_in(first.path, list_table)) == comparable(smaller)
+    broken = json.loads(json.dumps(document).replace('"@pod_ifnames"', '"@no_such_set"'))
+    with pytest.raises(DatapathError, match=r"no_such_set|No such file"):
+        run_in(first.path, lambda: apply_ruleset(broken))
+    assert comparable(list_table(first.path)) == comparable(smaller)
 
 
 def test_node_table_replaces_a_table_changed_behind_its_back(
