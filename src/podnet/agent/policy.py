@@ -6,6 +6,12 @@ engine (the one definition of semantics), renders the node's table and, if it di
 the last one applied, sends the difference to the kernel in one transaction (`NodeTable`:
 rendering is whole, programming is incremental). A CNI ADD runs the same path with its new
 endpoint before it returns, so a pod that a policy selects is never reachable unguarded.
+
+The cluster is first built from the node's own pods alone (with every namespace and policy):
+whether a pod is isolated depends on nothing but the pod and the policies, so the engine
+tells from that small cluster whether one of them is. While none is, the table holds only
+the node's pods' veths and addresses, and that small render is the table; only when a
+policy isolates a local pod are peers needed, and the whole cluster is rendered.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from podnet.agent.endpoints import KIND as ENDPOINT_KIND
 from podnet.agent.endpoints import Endpoint
 from podnet.agent.informer import Informer, Snapshot
 from podnet.agent.metrics import Metrics
-from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere, only_remote_pods
+from podnet.agent.relevance import Copy, copy_of, only_policies_elsewhere
 from podnet.datapath.nft import Json, NodeTable
 from podnet.model import Cluster, Direction, Manifest, decode
 from podnet.model.load import Decoded, assemble
@@ -70,11 +76,11 @@ class ClusterCache:
         return with_addresses(assemble([(m, obj) for _, m, obj in decoded.values()]), endpoints)
 
 
-def local_pods(cluster: Cluster, endpoints: Iterable[Endpoint], node: str) -> list[NodePod]:
-    """The pods wired on `node` that the cluster knows (a bare container is no pod)."""
+def local_pods(cluster: Cluster, endpoints: Iterable[Endpoint]) -> list[NodePod]:
+    """The pods of a node's `endpoints` that the cluster knows (a bare container is no pod)."""
     known = {p.key for p in cluster.pods if not p.host_network}
     return sorted((NodePod(ep.pod, ep.host_ifname, (ep.ip,)) for ep in endpoints
-                   if ep.node == node and ep.pod in known), key=lambda n: n.ifname)
+                   if ep.pod in known), key=lambda n: n.ifname)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,16 +99,65 @@ class Rendered:
 
 def render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
                 log_group: int | None = None) -> Json:
-    return _render_node(snapshot, node, extra, log_group).document
+    view = local_view(snapshot, node, extra)
+    made = render_local(view, log_group) or render_whole(snapshot, node, extra, log_group)
+    return made.document
 
 
-def _render_node(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
+@dataclasses.dataclass(frozen=True)
+class LocalView:
+    """What decides whether a policy isolates one of the node's pods: its endpoints, their
+    pods, every namespace and policy (`objects`, a snapshot of those alone)."""
+
+    endpoints: frozenset[Endpoint]
+    objects: dict[str, dict[Key, Resource]]
+
+    def inputs(self) -> tuple[frozenset[Endpoint], dict[Key, int]]:
+        """Equal for two views whose small renders are equal."""
+        return self.endpoints, {key: r.revision for objects in self.objects.values()
+                                for key, r in objects.items()}
+
+
+def local_view(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = ()) -> LocalView:
+    endpoints = {r.name: Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()
+                 if (r.body.get("spec") or {}).get("node") == node}
+    endpoints.update((ep.name, ep) for ep in extra if ep.node == node
+                     and ep.name not in endpoints)
+    pods = snapshot["Pod"]
+    local = {}
+    for ep in endpoints.values():
+        if ep.pod is not None:
+            key = Key("Pod", ep.pod_namespace, ep.pod_name)
+            if key in pods:
+                local[key] = pods[key]
+    return LocalView(frozenset(endpoints.values()),
+                     {"Namespace": dict(snapshot["Namespace"]), "Pod": local,
+                      "NetworkPolicy": dict(snapshot["NetworkPolicy"])})
+
+
+def render_local(view: LocalView, log_group: int | None,
+                 cache: ClusterCache | None = None) -> Rendered | None:
+    """The node's table from its own pods alone, or None when a policy isolates one of them
+    (then the table needs every pod: peers). Equal to the whole cluster's render otherwise:
+    with no isolated pod, the table holds the local veths and addresses and nothing else."""
+    made = _rendered((cache or ClusterCache()).cluster(view.objects, view.endpoints),
+                     view.endpoints, view.endpoints, log_group)
+    return None if made.isolated else made
+
+
+def render_whole(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
                  log_group: int | None, cache: ClusterCache | None = None) -> Rendered:
-    """The node's table, with what the metrics and the next batch's relevance need."""
+    """The node's table from the whole cluster, with what the metrics and the next batch's
+    relevance need."""
     endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
     cluster = (cache or ClusterCache()).cluster(snapshot, endpoints)
-    local = local_pods(cluster, endpoints, node)
+    return _rendered(cluster, endpoints, [ep for ep in endpoints if ep.node == node], log_group)
+
+
+def _rendered(cluster: Cluster, endpoints: Iterable[Endpoint], local_endpoints: Iterable[Endpoint],
+              log_group: int | None) -> Rendered:
+    local = local_pods(cluster, local_endpoints)
     res = Engine(cluster).resolution
     selected: dict[str, int] = {}
     policies: set[str] = set()
@@ -126,23 +181,31 @@ class PolicySync:
         self._lock = threading.RLock()
         self.informer = Informer(store, KINDS, self, lock=self._lock)
         self._table = NodeTable()
-        self._clusters = ClusterCache()
-        self._rendered: Copy | None = None  # the store copy the table was last rendered from
-        self._local: list[str] = []  # ... for these pods
-        self._isolated = True  # ... whether a policy isolated one of them
+        self._clusters = ClusterCache()  # the whole cluster's objects
+        self._local_clusters = ClusterCache()  # the node's pods, every namespace and policy
+        # What the table was last rendered from, so that the next batch may be skipped:
+        # the small render's inputs, or the store copy of a whole render and its local pods.
+        self._inputs: tuple[frozenset[Endpoint], dict[Key, int]] | None = None
+        self._rendered: Copy | None = None
+        self._local: list[str] = []
 
     def __call__(self, snapshot: Snapshot, extra: Sequence[Endpoint] = ()) -> None:
         with self._lock:
             self.metrics.policies.set(len(snapshot["NetworkPolicy"]))
-            if not extra and self._rendered is not None and (
-                    only_policies_elsewhere(self._rendered, snapshot, self._local)
-                    or (not self._isolated
-                        and only_remote_pods(self._rendered, snapshot, self.node))):
+            started = time.perf_counter()
+            if not extra and self._rendered is not None and only_policies_elsewhere(
+                    self._rendered, snapshot, self._local):
                 self._rendered = copy_of(snapshot)
                 log.debug("policy: the change cannot touch this node's table")
                 return
-            started = time.perf_counter()
-            made = _render_node(snapshot, self.node, extra, self.log_group, self._clusters)
+            view = local_view(snapshot, self.node, extra)
+            inputs = view.inputs()
+            if inputs == self._inputs:
+                log.debug("policy: no change of this node's pods, namespaces or policies")
+                return
+            made = render_local(view, self.log_group, self._local_clusters)
+            if made is None:
+                made = render_whole(snapshot, self.node, extra, self.log_group, self._clusters)
             document = made.document
             self.metrics.policy_state(len(made.pods), made.selected, len(made.policies))
             rendered = time.perf_counter()
@@ -154,10 +217,11 @@ class PolicySync:
                          1e3 * (time.perf_counter() - rendered), sent)
             else:
                 log.debug("policy: table unchanged (render %.0f ms)", 1e3 * (rendered - started))
-            # What the table was made of: the next batch may be judged against it.
-            self._rendered, self._local = ((copy_of(snapshot), made.pods) if not extra
-                                           else (None, []))
-            self._isolated = made.isolated
+            # What the table was made of: the next batch may be judged against it. An ADD's
+            # endpoint is the one the store will hold: the batch that brings it is skipped.
+            self._inputs = None if made.isolated else inputs
+            self._rendered, self._local = ((copy_of(snapshot), made.pods)
+                                           if made.isolated and not extra else (None, []))
 
     def admit(self, endpoint: Endpoint) -> None:
         """Program the table for a pod being added, from the store as it is now."""

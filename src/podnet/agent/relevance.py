@@ -56,30 +56,6 @@ def only_policies_elsewhere(before: Copy, after: Snapshot, local_pods: Iterable[
     return True
 
 
-def only_remote_pods(before: Copy, after: Snapshot, node: str) -> bool:
-    """Whether `after` differs from `before` only in pods and endpoints of other nodes, and in
-    namespaces. While no policy isolates a pod of this node, such changes cannot touch its
-    table: remote pods matter only as peers of rules that apply here (and while a lab comes
-    up, every agent would otherwise render the whole cluster for every pod started)."""
-    if set(before) != set(after) or _revisions(before[POLICY]) != _revisions(after[POLICY]):
-        return False
-    for kind, node_of in (("Pod", _pod_node), ("PodEndpoint", _endpoint_node)):
-        old, new = before[kind], after[kind]
-        for key in old.keys() | new.keys():
-            if _revision(old, key) != _revision(new, key) and node in (
-                    node_of(old.get(key)), node_of(new.get(key))):
-                return False
-    return True
-
-
-def _pod_node(resource: Resource | None) -> str | None:
-    return None if resource is None else (resource.body.get("spec") or {}).get("nodeName")
-
-
-def _endpoint_node(resource: Resource | None) -> str | None:
-    return None if resource is None else (resource.body.get("spec") or {}).get("node")
-
-
 def _revision(objects: Mapping[Key, Resource], key: Key) -> int | None:
     resource = objects.get(key)
     return None if resource is None else resource.revision
