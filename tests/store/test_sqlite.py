@@ -1,6 +1,8 @@
 """What only the SQLite backend does: its file, its schema version, its automatic compaction."""
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,29 @@ def test_a_store_that_became_read_only_is_unavailable(tmp_path: Path) -> None:
         with pytest.raises(Unavailable, match="readonly"):
             store.create(Key("Namespace", "", "y"), {})
         assert [r.name for r in store.list("Namespace").items] == ["x"]
+
+
+def test_a_waiter_wakes_for_each_commit_of_another_process(tmp_path: Path) -> None:
+    """The waiting thread keeps its inotify watch between waits: the changes it has seen must
+    not make it miss the next commit (a wake-up without a commit is allowed)."""
+    path = tmp_path / "state.db"
+    with SqliteStore(path) as store:
+        seen: list[int] = []
+
+        def waiter() -> None:
+            while len(seen) < 3:
+                since = store.revision()
+                store.wait(since, 120.0)  # each commit below wakes it long before
+                if store.revision() > since:
+                    seen.append(store.revision())
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        for n in range(3):
+            time.sleep(0.3)  # let it sleep in its watch
+            with SqliteStore(path) as other:  # a commit of another process, as agents see
+                other.create(Key("Pod", "x", f"p{n}"), {"metadata": {"name": f"p{n}"}})
+        thread.join(60)
+        assert not thread.is_alive()
+        assert seen == [1, 2, 3]
+        store.wait(0, 120.0)  # behind the store: returns at once
