@@ -243,6 +243,31 @@ metadata: {name: deny-ingress, namespace: x}
 spec: {podSelector: {matchLabels: {pod: web}}}
 """, ("y/agent -> x/a TCP/80 deny", "y/agent -> x/a TCP/81 allow", "x/b -> y/agent TCP/80 allow",
       "y/agent -> x/web TCP/80 allow", "y/agent -> y/a TCP/80 deny", "x/a -> x/web TCP/80 deny")),
+    EdgeCase("a named port never resolves on a hostNetwork pod: it is its node's address", """
+kind: Pod
+metadata: {name: agent, namespace: y, labels: {pod: agent}}
+spec:
+  hostNetwork: true
+  nodeName: node-1
+  containers: [{name: c, ports: [{name: dns, containerPort: 53, protocol: UDP}]}]
+status: {podIP: 192.0.2.1}
+---
+kind: Pod
+metadata: {name: dns, namespace: y, labels: {pod: dns}}
+spec:
+  nodeName: node-2
+  containers: [{name: c, ports: [{name: dns, containerPort: 53, protocol: UDP}]}]
+status: {podIP: 10.244.1.60}
+---
+kind: NetworkPolicy
+metadata: {name: dns-only, namespace: x}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - ports: [{protocol: UDP, port: dns}]
+""", ("x/a -> y/dns UDP/53 allow", "x/a -> y/agent UDP/53 deny", "x/a -> 192.0.2.1 UDP/53 deny",
+      "x/a -> y/a UDP/53 deny")),
 ]
 
 

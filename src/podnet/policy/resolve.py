@@ -47,7 +47,8 @@ class ResolvedRule:
         """The ports this rule admits towards `destination` (None: an address, not a pod).
 
         A named port is resolved on the destination pod, protocol included; it matches nothing
-        where the pod has no such port, and never an address outside the pods.
+        where the pod has no such port, never an address outside the pods, and never a
+        host-network pod (whose traffic is its node's address's).
         """
         if not self.ports:
             return PortSet.all()
@@ -57,7 +58,7 @@ class ResolvedRule:
                 result |= PortSet.of(p.protocol)
             elif isinstance(p.port, int):
                 result |= PortSet.of(p.protocol, p.port, p.end_port or p.port)
-            elif destination is not None:
+            elif destination is not None and not destination.host_network:
                 number = destination.named_port(p.port, p.protocol)
                 if number is not None:
                     result |= PortSet.of(p.protocol, number, number)
