@@ -22,14 +22,11 @@ import yaml
 from test_nftables import Table, kernel_allows
 
 from netns import PODNET, can_make_namespaces
-from podnet.agent.endpoints import KIND as ENDPOINT_KIND
-from podnet.agent.endpoints import Endpoint
-from podnet.agent.policy import KINDS, desired_cluster
 from podnet.datapath.nft import list_table
 from podnet.lab import Model
 from podnet.lab.state import LabPaths, labs
 from podnet.lab.truthtable import TruthTable
-from podnet.lab.verify import Verification, verify
+from podnet.lab.verify import Verification, lab_cluster, verify
 from podnet.model import NAMESPACE_NAME_LABEL, Manifest, Protocol
 from podnet.policy import Engine, Probe
 from podnet.store import open_store
@@ -160,9 +157,7 @@ def verify_tables(paths: LabPaths, port: int, protocol: Protocol) -> Verificatio
     """The engine against the tables the nodes' kernels hold (`nft -j list table`), evaluated
     packet by packet: the judge for SCTP, which has no sockets on this kernel."""
     with open_store(paths.store_url) as store:
-        snapshot = {kind: {r.key: r for r in store.list(kind).items} for kind in KINDS}
-    endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
-    cluster = desired_cluster(snapshot, endpoints)
+        cluster, endpoints = lab_cluster(store)
     probe = Probe(port, protocol)
     (matrix,) = Engine(cluster).matrix([probe])
     veths = {ep.pod: ep.host_ifname for ep in endpoints if ep.pod}

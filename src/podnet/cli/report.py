@@ -132,24 +132,20 @@ def _lab_engine(paths: LabPaths) -> tuple[Engine, list[Node]]:
     """The engine on the cluster the lab's store describes (as `lab verify` reads it), and
     the lab's nodes with their underlay address and pod subnet."""
     from podnet import ipam
-    from podnet.agent.endpoints import KIND as ENDPOINT_KIND
-    from podnet.agent.endpoints import Endpoint
-    from podnet.agent.policy import desired_cluster
     from podnet.lab.state import node_address
+    from podnet.lab.verify import lab_cluster
     from podnet.policy import Engine
     from podnet.store import open_store
 
     lab = paths.load()
     with open_store(paths.store_url) as store:
-        snapshot = {kind: {r.key: r for r in store.list(kind).items}
-                    for kind in ("Namespace", "Pod", "NetworkPolicy", ENDPOINT_KIND)}
+        cluster = lab_cluster(store)[0]
         leases = {lease.node: lease.subnet for lease in ipam.node_leases(store)}
-    endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     nodes = [
         Node(name, addresses=(ipaddress.ip_address(node_address(i)),),
              pod_cidrs=(leases[name],) if name in leases else ())
         for i, name in enumerate(lab.nodes)]
-    return Engine(desired_cluster(snapshot, endpoints)), nodes
+    return Engine(cluster), nodes
 
 
 def _denied_flows(paths: LabPaths, last: int) -> Sequence[DeniedFlow]:

@@ -15,14 +15,15 @@ from typing import Any
 
 from podnet.agent.endpoints import KIND as ENDPOINT_KIND
 from podnet.agent.endpoints import Endpoint
-from podnet.agent.policy import desired_cluster
+from podnet.agent.policy import KINDS, desired_cluster
 from podnet.lab.pods import probe_all
 from podnet.lab.prober import ProbeResult
 from podnet.lab.state import LabPaths
 from podnet.lab.truthtable import TruthTable
-from podnet.model import Protocol
+from podnet.model import Cluster, Protocol
 from podnet.policy import Engine, Probe
 from podnet.store import open_store
+from podnet.store.base import ResourceStore
 
 REFUSED = "refused"
 
@@ -51,13 +52,18 @@ def reached(result: ProbeResult) -> bool:
     return result.connected or REFUSED in (result.error or "")
 
 
+def lab_cluster(store: ResourceStore) -> tuple[Cluster, list[Endpoint]]:
+    """The cluster the lab's store describes, each pod with the address its agent gave it (as
+    the agents compile it), and the endpoints."""
+    snapshot = {kind: {r.key: r for r in store.list(kind).items} for kind in KINDS}
+    endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
+    return desired_cluster(snapshot, endpoints), endpoints
+
+
 def verify(paths: LabPaths, ports: Sequence[int], protocols: Sequence[Protocol],
            timeout: float = 1.0) -> tuple[list[str], list[Verification]]:
     with open_store(paths.store_url) as store:
-        snapshot = {kind: {r.key: r for r in store.list(kind).items}
-                    for kind in ("Namespace", "Pod", "NetworkPolicy", ENDPOINT_KIND)}
-    endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
-    engine = Engine(desired_cluster(snapshot, endpoints))
+        engine = Engine(lab_cluster(store)[0])
     pods, results = probe_all(paths, ports, protocols, timeout)
     probes = [Probe(port, protocol) for port in ports for protocol in protocols]
     verifications = []
