@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from podnet.datapath.routes import GATEWAY, PodRoutes
-from podnet.datapath.veth import HOST_MAC, Link
+from podnet.datapath.rtnl import Link
+from podnet.datapath.veth import HOST_MAC
 from podnet.ipam import Attachment
 
 KIND = "PodEndpoint"

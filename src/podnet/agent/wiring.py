@@ -16,24 +16,24 @@ from podnet.agent.endpoints import Endpoint
 from podnet.datapath import routes, sysctl, veth
 from podnet.datapath.netns import DatapathError, NetnsGone
 from podnet.datapath.netns import rtnl as iproute_in
-from podnet.datapath.rtnl import Rtnl, open_rtnl
+from podnet.datapath.rtnl import Link, Rtnl, open_rtnl
 
 
 @dataclass(frozen=True)
 class Wired:
     """The two ends of a freshly wired pod, as the Result reports them."""
 
-    host: veth.Link
-    pod: veth.Link
+    host: Link
+    pod: Link
 
 
 @dataclass(frozen=True)
 class Observed:
     """A pod's wiring as the kernel holds it now; None where something is missing."""
 
-    pod_link: veth.Link | None
+    pod_link: Link | None
     pod_routes: routes.PodRoutes | None
-    host_link: veth.Link | None
+    host_link: Link | None
     host_oif: int | None
 
 

@@ -17,8 +17,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from podnet.datapath import rtnl
 from podnet.datapath.netns import DatapathError
-from podnet.datapath.rtnl import Rtnl
-from podnet.datapath.veth import HOST_MAC, Link, link_of
+from podnet.datapath.rtnl import Link, Rtnl
+from podnet.datapath.veth import HOST_MAC
 
 GATEWAY = ipaddress.IPv4Address("169.254.1.1")
 DEFAULT = ipaddress.IPv4Network("0.0.0.0/0")
@@ -45,7 +45,7 @@ def bring_up_loopback(node: Rtnl) -> None:
 def configure_pod(pod: Rtnl, index: int, ifname: str, address: ipaddress.IPv4Address) -> Link:
     """Loopback up, interface `index` up with `address/32`, the pinned gateway, the default
     route; returns the interface as configured (checking that `index` is `ifname`)."""
-    (found,) = pod.run(
+    (link,) = pod.run(
         rtnl.link_up(LOOPBACK_INDEX),
         rtnl.link_up(index),
         rtnl.add_address(index, address, 32),
@@ -53,7 +53,6 @@ def configure_pod(pod: Rtnl, index: int, ifname: str, address: ipaddress.IPv4Add
         rtnl.route(DEFAULT, index, GATEWAY, onlink=True),
         rtnl.get_link(ifname),
     )
-    link = link_of(found)
     if link.index != index:
         raise DatapathError(f"{ifname} is interface {link.index}, not {index}, in the pod")
     return link

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -20,7 +19,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from podnet.datapath import rtnl
 from podnet.datapath.netns import DatapathError, NetnsGone
-from podnet.datapath.rtnl import Rtnl
+from podnet.datapath.rtnl import Link, Rtnl
 
 HOST_PREFIX = "pn"
 HOST_MAC = "ee:ee:ee:ee:ee:ee"
@@ -28,18 +27,6 @@ HOST_MAC = "ee:ee:ee:ee:ee:ee"
 
 class InterfaceExists(DatapathError):
     """The pod already has an interface by that name (SPEC: ADD must then fail)."""
-
-
-@dataclass(frozen=True)
-class Link:
-    """What the kernel reports about one interface."""
-
-    index: int
-    name: str
-    mac: str
-    mtu: int
-    up: bool
-    peer_index: int | None = None  # a veth's other end, numbered in the peer's namespace
 
 
 def host_ifname(container_id: str, ifname: str) -> str:
@@ -97,7 +84,7 @@ def create_veth(node: Rtnl, host_name: str, pod_netns: str, pod_ifname: str, mtu
         raise
     finally:
         os.close(fd)
-    return link_of(host)
+    return host
 
 
 def delete_veth(node: Rtnl, host_name: str) -> bool:
