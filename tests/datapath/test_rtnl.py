@@ -14,7 +14,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netns import NetnsFactory
-from podnet.datapath import rtnl
+from podnet.datapath import routes, rtnl
 from podnet.datapath.netns import rtnl as iproute_in
 from podnet.datapath.veth import HOST_MAC, link_of
 
@@ -100,3 +100,20 @@ def test_a_link_reads_back_as_pyroute2_decodes_it(make_netns: NetnsFactory) -> N
     assert found == link_of(msg)
     assert (found.name, found.mac, found.mtu, found.up) == ("pnlong-name-x", HOST_MAC, 1400, True)
     assert found.peer_index is not None
+
+
+@pytest.mark.netns
+def test_proxy_arp_by_netlink_is_what_the_sysctls_say(make_netns: NetnsFactory) -> None:
+    node, pod = make_netns("node"), make_netns("pod")
+    node.run("ip", "link", "add", "pnhost", "type", "veth", "peer", "name", "eth0", "netns",
+             pod.path)
+    assert node.run("sysctl", "-n", "net.ipv4.conf.pnhost.proxy_arp").strip() == "0"
+    assert node.run("sysctl", "-n", "net.ipv4.neigh.pnhost.proxy_delay").strip() != "0"
+    batch = rtnl.open_rtnl(node.path)
+    try:
+        (link,) = batch.run(rtnl.get_link("pnhost"))
+        batch.run(*routes.answer_arp(link.index))
+    finally:
+        batch.close()
+    assert node.run("sysctl", "-n", "net.ipv4.conf.pnhost.proxy_arp").strip() == "1"
+    assert node.run("sysctl", "-n", "net.ipv4.neigh.pnhost.proxy_delay").strip() == "0"

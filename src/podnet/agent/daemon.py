@@ -96,11 +96,12 @@ def resync(env: Env) -> None:
         log.warning("removing leaked veth %s (no endpoint recorded)", name)
         wiring.unwire_pod(env.netlink(), name)
     for ep in recorded:
-        if veth.get_link(node, ep.host_ifname) is None:
+        link = veth.get_link(node, ep.host_ifname)
+        if link is None:
             log.warning("endpoint %s: veth %s is gone (pod deleted while the agent was down; "
                         "DEL or GC will release %s)", ep.name, ep.host_ifname, ep.ip)
         else:
-            sysctl.enable_proxy_arp(ep.host_ifname)
+            env.netlink().run(*routes.answer_arp(link.index))
 
 
 def run(config: AgentConfig) -> int:

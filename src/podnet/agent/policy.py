@@ -118,9 +118,28 @@ class LocalView:
                                 for key, r in objects.items()}
 
 
-def local_view(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = ()) -> LocalView:
-    endpoints = {r.name: Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()
-                 if (r.body.get("spec") or {}).get("node") == node}
+class LocalEndpoints:
+    """A node's endpoints in a snapshot, each decoded once per revision (ADD reads them all)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._decoded: dict[Key, tuple[int, Endpoint]] = {}
+
+    def __call__(self, snapshot: Snapshot) -> dict[str, Endpoint]:
+        decoded = {}
+        for key, r in snapshot[ENDPOINT_KIND].items():
+            if (r.body.get("spec") or {}).get("node") == self.node:
+                cached = self._decoded.get(key)
+                if cached is None or cached[0] != r.revision:
+                    cached = r.revision, Endpoint.from_body(r.body)
+                decoded[key] = cached
+        self._decoded = decoded
+        return {ep.name: ep for _, ep in decoded.values()}
+
+
+def local_view(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
+               decoded: LocalEndpoints | None = None) -> LocalView:
+    endpoints = (decoded or LocalEndpoints(node))(snapshot)
     endpoints.update((ep.name, ep) for ep in extra if ep.node == node
                      and ep.name not in endpoints)
     pods = snapshot["Pod"]
@@ -183,6 +202,7 @@ class PolicySync:
         self._table = NodeTable()
         self._clusters = ClusterCache()  # the whole cluster's objects
         self._local_clusters = ClusterCache()  # the node's pods, every namespace and policy
+        self._endpoints = LocalEndpoints(node)
         # What the table was last rendered from, so that the next batch may be skipped:
         # the small render's inputs, or the store copy of a whole render and its local pods.
         self._inputs: tuple[frozenset[Endpoint], dict[Key, int]] | None = None
@@ -198,7 +218,7 @@ class PolicySync:
                 self._rendered = copy_of(snapshot)
                 log.debug("policy: the change cannot touch this node's table")
                 return
-            view = local_view(snapshot, self.node, extra)
+            view = local_view(snapshot, self.node, extra, self._endpoints)
             inputs = view.inputs()
             if inputs == self._inputs:
                 log.debug("policy: no change of this node's pods, namespaces or policies")

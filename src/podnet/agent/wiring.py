@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from podnet.agent.endpoints import Endpoint
-from podnet.datapath import routes, sysctl, veth
+from podnet.datapath import routes, veth
 from podnet.datapath.netns import DatapathError, NetnsGone
 from podnet.datapath.netns import rtnl as iproute_in
 from podnet.datapath.rtnl import Link, Rtnl, open_rtnl
@@ -48,7 +48,6 @@ def wire_pod(node: Rtnl, ep: Endpoint) -> Wired:
             pod_link = routes.configure_pod(pod, host_link.peer_index, ep.ifname, ep.ip)
         finally:
             pod.close()
-        sysctl.enable_proxy_arp(ep.host_ifname)
         routes.route_to_pod(node, ep.ip, host_link.index)
     except BaseException:
         veth.delete_veth(node, ep.host_ifname)

@@ -58,9 +58,18 @@ def configure_pod(pod: Rtnl, index: int, ifname: str, address: ipaddress.IPv4Add
     return link
 
 
+def answer_arp(host_index: int) -> list[rtnl.Request]:
+    """Proxy ARP on a host veth, answering at once (the default proxy_delay holds replies up
+    to 0.8 s): the sysctls `conf.<veth>.proxy_arp` and `neigh.<veth>.proxy_delay`, set by
+    netlink so that they join the route's batch."""
+    return [rtnl.proxy_arp(host_index), rtnl.no_proxy_delay(host_index)]
+
+
 def route_to_pod(node: Rtnl, address: ipaddress.IPv4Address, host_index: int) -> None:
-    """`address/32 dev <host veth>` on the node; replaces a stale route left by a lost pod."""
-    node.run(rtnl.route(ipaddress.IPv4Network(f"{address}/32"), host_index, replace=True))
+    """Proxy ARP on the host veth, then `address/32 dev <host veth>` on the node (replacing a
+    stale route left by a lost pod): one batch, the route last."""
+    node.run(*answer_arp(host_index),
+             rtnl.route(ipaddress.IPv4Network(f"{address}/32"), host_index, replace=True))
 
 
 def route_oif(node: IPRoute, address: ipaddress.IPv4Address) -> int | None:

@@ -32,6 +32,8 @@ _RT = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table
 #                                    scope, type, flags
 _ATTR = struct.Struct("=HH")  # nlattr: length, type
 _U32 = struct.Struct("=I")
+_U64 = struct.Struct("=Q")
+_NDT = struct.Struct("=Bxxx")  # ndtmsg: family
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -42,12 +44,17 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 RTM_NEWNEIGH = 28
+RTM_SETNEIGHTBL = 67
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 3, 4, 5
-IFLA_LINKINFO, IFLA_NET_NS_FD = 18, 28
+IFLA_LINKINFO, IFLA_AF_SPEC, IFLA_NET_NS_FD = 18, 26, 28
+IFLA_INET_CONF = 1
+IPV4_DEVCONF_PROXY_ARP = 3
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 NDA_DST, NDA_LLADDR = 1, 2
+NDTA_NAME, NDTA_PARMS = 1, 6
+NDTPA_IFINDEX, NDTPA_PROXY_DELAY = 1, 13
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 1
 AF_UNSPEC = 0
@@ -222,6 +229,20 @@ def pin_neighbour(index: int, address: ipaddress.IPv4Address, mac: str) -> Reque
     body = (_ND.pack(AF_INET, index, NUD_PERMANENT, 0, 0) + _ipv4(NDA_DST, address)
             + _mac(NDA_LLADDR, mac))
     return Request(f"pin {address} to {mac}", body, RTM_NEWNEIGH, _UPSERT)
+
+
+def proxy_arp(index: int) -> Request:
+    """`net.ipv4.conf.<link>.proxy_arp = 1`, as a change of the link's IPv4 settings."""
+    conf = _attr(IFLA_INET_CONF, _u32(IPV4_DEVCONF_PROXY_ARP, 1))
+    return Request(f"enable proxy ARP on interface {index}",
+                   _ifinfo(index) + _attr(IFLA_AF_SPEC, _attr(AF_INET, conf)), RTM_NEWLINK)
+
+
+def no_proxy_delay(index: int) -> Request:
+    """`net.ipv4.neigh.<link>.proxy_delay = 0`, in the link's parameters of the ARP table."""
+    parms = _u32(NDTPA_IFINDEX, index) + _attr(NDTPA_PROXY_DELAY, _U64.pack(0))
+    body = _NDT.pack(AF_INET) + _string(NDTA_NAME, "arp_cache") + _attr(NDTA_PARMS, parms)
+    return Request(f"answer ARP at once on interface {index}", body, RTM_SETNEIGHTBL)
 
 
 def route(dst: ipaddress.IPv4Network, index: int, gateway: ipaddress.IPv4Address | None = None,

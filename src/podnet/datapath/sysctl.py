@@ -1,4 +1,5 @@
-"""The sysctls of a routed node: forwarding, and proxy ARP without delay on each pod veth.
+"""The sysctls of a routed node: forwarding (each pod veth's proxy ARP is set by netlink, in
+the batch of its route: `routes.answer_arp`).
 
 `/proc/sys/net` shows the network namespace of the thread that opens it, so these writes land
 in the agent's own namespace (the node); `assert_not_root` runs before each one.
@@ -30,9 +31,3 @@ def read_sysctl(key: str) -> str:
 def enable_forwarding() -> None:
     """The node routes every pod packet, same-node ones too."""
     write_sysctl("net.ipv4.ip_forward", "1")
-
-
-def enable_proxy_arp(ifname: str) -> None:
-    """Answer ARP on a host veth at once (the default proxy_delay holds replies up to 0.8 s)."""
-    write_sysctl(f"net.ipv4.conf.{ifname}.proxy_arp", "1")
-    write_sysctl(f"net.ipv4.neigh.{ifname}.proxy_delay", "0")
