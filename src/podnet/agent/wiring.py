@@ -8,6 +8,7 @@ the veth, which takes every address and route on it along.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
@@ -16,7 +17,7 @@ from podnet.agent.endpoints import Endpoint
 from podnet.datapath import routes, veth
 from podnet.datapath.netns import DatapathError, NetnsGone
 from podnet.datapath.netns import rtnl as iproute_in
-from podnet.datapath.rtnl import Link, Rtnl, open_rtnl
+from podnet.datapath.rtnl import Link, Rtnl, start_rtnl
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,19 @@ class Observed:
 
 def wire_pod(node: Rtnl, ep: Endpoint) -> Wired:
     """Create and configure both ends for `ep`; nothing is left behind on failure."""
-    host_link = veth.create_veth(node, ep.host_ifname, ep.netns, ep.ifname, ep.mtu)
+    # The pod's netlink socket is made by a thread of its own while the node makes the veth.
+    pod_rtnl = start_rtnl(ep.netns)
     try:
-        if host_link.peer_index is None:
-            raise DatapathError(f"the kernel did not say where {ep.host_ifname}'s peer is")
-        pod = open_rtnl(ep.netns)
+        host_link = veth.create_veth(node, ep.host_ifname, ep.netns, ep.ifname, ep.mtu)
+    except BaseException:
+        with suppress(OSError, DatapathError):
+            pod_rtnl().close()
+        raise
+    try:
+        pod = pod_rtnl()
         try:
+            if host_link.peer_index is None:
+                raise DatapathError(f"the kernel did not say where {ep.host_ifname}'s peer is")
             pod_link = routes.configure_pod(pod, host_link.peer_index, ep.ifname, ep.ip)
         finally:
             pod.close()

@@ -88,10 +88,21 @@ def run_in(path: str, make: Callable[[], T]) -> T:
 
     For what keeps the namespace it was made in (a socket): the caller's namespace is untouched.
     """
-    (outcome,) = run_in_each([(path, make)])
-    if isinstance(outcome, OSError):
-        raise outcome
-    return outcome
+    return start_in(path, make)()
+
+
+def start_in(path: str, make: Callable[[], T]) -> Callable[[], T]:
+    """`run_in` while the caller goes on: the call returned waits for the thread and gives
+    `make()`'s result (or raises its error)."""
+    done = _start_each([(path, make)])
+
+    def result() -> T:
+        (outcome,) = done()
+        if isinstance(outcome, OSError):
+            raise outcome
+        return outcome
+
+    return result
 
 
 def run_in_each(calls: Sequence[tuple[str, Callable[[], T]]]) -> list[T | OSError]:
@@ -101,6 +112,11 @@ def run_in_each(calls: Sequence[tuple[str, Callable[[], T]]]) -> list[T | OSErro
     thread. An OSError (a namespace gone, a socket refused) is that call's outcome; any other
     exception is raised here.
     """
+    return _start_each(calls)()
+
+
+def _start_each(calls: Sequence[tuple[str, Callable[[], T]]]
+                ) -> Callable[[], list[T | OSError]]:
     outcomes: list[T | OSError] = []
     failure: list[BaseException] = []
 
@@ -117,10 +133,14 @@ def run_in_each(calls: Sequence[tuple[str, Callable[[], T]]]) -> list[T | OSErro
 
     worker = threading.Thread(target=work, name="podnet-netns")
     worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return outcomes
+
+    def result() -> list[T | OSError]:
+        worker.join()
+        if failure:
+            raise failure[0]
+        return outcomes
+
+    return result
 
 
 def socket_in(path: str, family: int, type: int, proto: int = 0) -> socket.socket:
@@ -128,23 +148,29 @@ def socket_in(path: str, family: int, type: int, proto: int = 0) -> socket.socke
     return run_in(path, lambda: socket.socket(family, type, proto))
 
 
-def netlink_socket_in(path: str) -> socket.socket:
-    """A NETLINK_ROUTE socket living in the namespace at `path`, made by a throwaway thread."""
-    return socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-
-
 def route_socket(path: str | None = None) -> socket.socket:
     """A NETLINK_ROUTE socket in the namespace at `path` (default: the caller's), never the root."""
     if path is None:
         assert_not_root(current_netns())
         return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-    sock = netlink_socket_in(path)  # first, so that a missing namespace is NetnsGone
-    try:
-        assert_not_root(path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return start_route_socket(path)()
+
+
+def start_route_socket(path: str) -> Callable[[], socket.socket]:
+    """`route_socket(path)`, made by a thread while the caller goes on (`start_in`)."""
+    made = start_in(path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM,
+                                                NETLINK_ROUTE))
+
+    def result() -> socket.socket:
+        sock = made()  # first, so that a missing namespace is NetnsGone
+        try:
+            assert_not_root(path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    return result
 
 
 @contextmanager

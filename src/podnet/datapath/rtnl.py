@@ -19,9 +19,10 @@ import itertools
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from podnet.datapath.netns import DatapathError, route_socket
+from podnet.datapath.netns import DatapathError, route_socket, start_route_socket
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port
 _ERRNO = struct.Struct("=i")
@@ -264,3 +265,10 @@ def route(dst: ipaddress.IPv4Network, index: int, gateway: ipaddress.IPv4Address
 def open_rtnl(path: str | None = None) -> Rtnl:
     """A batch socket in the namespace at `path` (default: the caller's), never the root."""
     return Rtnl(route_socket(path))
+
+
+def start_rtnl(path: str) -> Callable[[], Rtnl]:
+    """`open_rtnl(path)`, its socket made by a thread while the caller goes on: the call
+    returned waits for it."""
+    made = start_route_socket(path)
+    return lambda: Rtnl(made())
