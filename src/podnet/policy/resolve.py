@@ -175,7 +175,9 @@ def _classes(pods: Sequence[Pod], directions: dict[Direction, DirectionRules]
     members: list[list[int]] = []
     named_ports: list[int] = []
     for i, pod in enumerate(pods):
-        signature = tuple(pod.named_port(n, proto) for n, proto in named)
+        # A named port never resolves on a host-network pod (`ResolvedRule.ports_on`).
+        signature = tuple(None if pod.host_network else pod.named_port(n, proto)
+                          for n, proto in named)
         key = (bits[i].tobytes(), signature, pod.host_network, pod.node_name if by_node else None)
         cls = keys.setdefault(key, len(members))
         if cls == len(members):
