@@ -43,11 +43,6 @@ class DirectoryWatch:
             return
         ready, _, _ = select.select([self.fd], [], [], timeout)
         if ready:
-            self.clear()
-
-    def clear(self) -> None:
-        """Forget the changes seen so far: a watch kept between waits wakes only for new ones."""
-        if self.fd >= 0:
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.fd, 65536):
                     pass

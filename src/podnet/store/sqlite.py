@@ -127,10 +127,6 @@ class SqliteStore(SingleWrites):
         self._writer = _Writer(self)
         self._commits = 0
         self._checkpointer = Checkpointer(self.path)
-        # Each waiting thread keeps its inotify watch: closing one costs the kernel about
-        # 13 ms (an RCU grace period), and an informer waits after every batch.
-        self._local = threading.local()
-        self._watches: list[DirectoryWatch] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writers = os.open(f"{self.path}-writers", os.O_RDWR | os.O_CREAT, 0o644)
@@ -153,8 +149,6 @@ class SqliteStore(SingleWrites):
     def close(self) -> None:
         with self._lock:
             self._checkpointer.close()
-            for watch in self._watches:
-                watch.close()
             if self._commits:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._db.close()
@@ -262,20 +256,12 @@ class SqliteStore(SingleWrites):
         """Sleep until the store may hold changes after `since` (a commit), or `timeout`."""
         if self.revision() > since:
             return
-        watcher = self._watch()
-        watcher.clear()
-        if self.revision() <= since:  # a commit after `clear` wakes the watch
-            watcher.wait(timeout)
-
-    def _watch(self) -> DirectoryWatch:
-        """This thread's watch of the database's directory."""
-        watcher: DirectoryWatch | None = getattr(self._local, "watch", None)
-        if watcher is None:
-            watcher = DirectoryWatch(self.path.parent, self.path.name)
-            self._local.watch = watcher
-            with self._lock:
-                self._watches.append(watcher)
-        return watcher
+        watcher = DirectoryWatch(self.path.parent, self.path.name)
+        try:
+            if self.revision() <= since:  # nothing was committed between the check and now
+                watcher.wait(timeout)
+        finally:
+            watcher.close()
 
     def watch(self, watch: Watch, stop: threading.Event | None = None,
               poll: float = 0.05) -> Iterator[Event]:
