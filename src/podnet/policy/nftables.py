@@ -157,7 +157,8 @@ class _Compiler:
         self._class_chains: dict[tuple[Direction, int], str | None] = {}
         # A policy's chain is built once per direction (ingress: per named-port signature).
         self._policy_chains: dict[tuple[Direction, str, int], str] = {}
-        self._peer_matches: dict[tuple[int, str], Json] = {}  # by (id(rule), field)
+        # By the peers' pods, ipBlocks and field: rules of different policies often share them.
+        self._peer_matches: dict[tuple[bytes, tuple[IPBlock, ...], str], Json] = {}
         self._address_sets: dict[tuple[tuple[int, int], ...], str] = {}
         self._addresses = [self._pod_addresses(p) for p in res.pods]
 
@@ -299,7 +300,7 @@ class _Compiler:
 
     # -- sets ------------------------------------------------------------------------------
     def _peers(self, rule: ResolvedRule, field: str) -> Json:
-        key = (id(rule), field)
+        key = (rule.peers.tobytes(), rule.ip_blocks, field)
         if key not in self._peer_matches:
             pods = [r for i in np.flatnonzero(rule.peers) for r in self._addresses[int(i)]]
             self._peer_matches[key] = self._address_match(
