@@ -282,10 +282,14 @@ class _Compiler:
         pods = (range(len(self.res.pods)) if rule.any_peer
                 else (int(i) for i in np.flatnonzero(rule.peers)))
         per_address: dict[int, PortSet] = {}
+        per_class: dict[int, PortSet] = {}  # a class's pods have the same named ports
         for i in pods:
+            cls = int(self.res.class_of[i])
+            ports = per_class.get(cls)
+            if ports is None:
+                ports = per_class[cls] = rule.ports_on(self.res.pods[i])
             for lo, _ in self._addresses[i]:
-                per_address[lo] = per_address.get(lo, PortSet.none()) | rule.ports_on(
-                    self.res.pods[i])
+                per_address[lo] = per_address.get(lo, PortSet.none()) | ports
         elements = [{"concat": [str(_ip(self.family, a)), *element]}
                     for a in sorted(per_address) for element in _port_elements(per_address[a])]
         name = self._set(f"dports-{_digest(elements)}",

@@ -34,7 +34,10 @@ class PortSet:
     @classmethod
     def of(cls, protocol: Protocol, first: int = 1, last: int = 65535) -> PortSet:
         """Ports first..last (inclusive) of one protocol."""
-        return _NONE.with_ranges(protocol, ((first, last),))
+        ranges = ((first, last),)
+        return cls(ranges if protocol is Protocol.TCP else (),
+                   ranges if protocol is Protocol.UDP else (),
+                   ranges if protocol is Protocol.SCTP else ())
 
     def ranges(self, protocol: Protocol) -> Ranges:
         if protocol is Protocol.TCP:
