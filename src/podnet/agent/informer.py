@@ -3,15 +3,17 @@
 Reconcilers do not follow events one by one: after each batch of changes (everything the
 store had to say at that moment) they get the whole, current copy and compute what the
 kernel should hold. So a burst of changes costs one reconciliation, and a relist (after a
-compacted history or a lost store) is the same code path as any other change. A store that
-signals changes is read at most every COALESCE seconds: while a lab comes up it commits
-every 15 ms or so, and each informer of each agent woke and read after nearly every commit.
+compacted history or a lost store) is the same code path as any other change. While batches
+follow each other within BURST seconds, the informer waits COALESCE before the next read: a
+lab coming up commits every 15 ms or so, and each informer of each agent woke and reconciled
+after nearly every commit. A change after a quiet moment is read at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from types import MappingProxyType
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 
 Snapshot = Mapping[str, Mapping[Key, Resource]]  # kind -> key -> object
 IDLE_CHECK = 0.5  # seconds a store that signals changes may stay silent before we look anyway
-COALESCE = 0.1  # seconds between two reads at least, for a store that signals changes
+COALESCE = 0.1  # seconds between two reads at least, while in a burst of changes
+BURST = 2 * COALESCE  # a batch this soon after the last one: a burst (the wait included)
 
 
 class Informer:
@@ -98,7 +101,8 @@ class Informer:
 
         A failed reconciliation is tried again after `retry` seconds even without changes.
         """
-        failed = False
+        failed = busy = False
+        last = float("-inf")  # when the last batch of changes was reconciled
         while not stop.is_set():
             try:
                 with self.lock:
@@ -106,6 +110,7 @@ class Informer:
                         self.relist()
                         failed = not self._notify()
                     elif self.drain() or failed:
+                        busy, last = time.monotonic() - last < BURST, time.monotonic()
                         failed = not self._notify()
             except Compacted:
                 log.warning("watch history compacted at %d: listing again", self.revision)
@@ -118,7 +123,8 @@ class Informer:
             if failed or not isinstance(self.store, ChangeWaiter):
                 stop.wait(self.retry if failed else self.poll)
             else:
-                stop.wait(COALESCE)
+                if busy:  # batches follow each other closely: let the next one gather
+                    stop.wait(COALESCE)
                 self.store.wait(self.revision, IDLE_CHECK)
 
     def _notify(self) -> bool:

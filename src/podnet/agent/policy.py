@@ -208,6 +208,7 @@ class PolicySync:
         self._inputs: tuple[frozenset[Endpoint], dict[Key, int]] | None = None
         self._rendered: Copy | None = None
         self._local: list[str] = []
+        self._isolated = False  # whether a policy isolated a local pod at the last render
 
     def __call__(self, snapshot: Snapshot, extra: Sequence[Endpoint] = ()) -> None:
         with self._lock:
@@ -223,7 +224,9 @@ class PolicySync:
             if inputs == self._inputs:
                 log.debug("policy: no change of this node's pods, namespaces or policies")
                 return
-            made = render_local(view, self.log_group, self._local_clusters)
+            # While a policy isolates a local pod the small render only finds that out again.
+            made = (None if self._isolated
+                    else render_local(view, self.log_group, self._local_clusters))
             if made is None:
                 made = render_whole(snapshot, self.node, extra, self.log_group, self._clusters)
             document = made.document
@@ -239,6 +242,7 @@ class PolicySync:
                 log.debug("policy: table unchanged (render %.0f ms)", 1e3 * (rendered - started))
             # What the table was made of: the next batch may be judged against it. An ADD's
             # endpoint is the one the store will hold: the batch that brings it is skipped.
+            self._isolated = made.isolated
             self._inputs = None if made.isolated else inputs
             self._rendered, self._local = ((copy_of(snapshot), made.pods)
                                            if made.isolated and not extra else (None, []))
