@@ -32,6 +32,7 @@ from podnet.model import Cluster, Direction, Manifest, decode
 from podnet.model.load import Decoded, assemble
 from podnet.policy import Engine
 from podnet.policy.nftables import NodePod, render
+from podnet.policy.selection import PodSelection
 from podnet.store.base import Key, Resource, ResourceStore
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class ClusterCache:
 
     def __init__(self) -> None:
         self._decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
+        # The last cluster's selectors over its pods: reused while the pods and namespaces
+        # stay the same (a policy change), dropped by the engine otherwise.
+        self.selection: PodSelection | None = None
 
     def cluster(self, snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> Cluster:
         decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
@@ -159,8 +163,9 @@ def render_local(view: LocalView, log_group: int | None,
     """The node's table from its own pods alone, or None when a policy isolates one of them
     (then the table needs every pod: peers). Equal to the whole cluster's render otherwise:
     with no isolated pod, the table holds the local veths and addresses and nothing else."""
-    made = _rendered((cache or ClusterCache()).cluster(view.objects, view.endpoints),
-                     view.endpoints, view.endpoints, log_group)
+    cache = cache or ClusterCache()
+    made = _rendered(cache.cluster(view.objects, view.endpoints), view.endpoints, log_group,
+                     cache)
     return None if made.isolated else made
 
 
@@ -170,14 +175,16 @@ def render_whole(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
     relevance need."""
     endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
     endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
-    cluster = (cache or ClusterCache()).cluster(snapshot, endpoints)
-    return _rendered(cluster, endpoints, [ep for ep in endpoints if ep.node == node], log_group)
+    cache = cache or ClusterCache()
+    return _rendered(cache.cluster(snapshot, endpoints),
+                     [ep for ep in endpoints if ep.node == node], log_group, cache)
 
 
-def _rendered(cluster: Cluster, endpoints: Iterable[Endpoint], local_endpoints: Iterable[Endpoint],
-              log_group: int | None) -> Rendered:
+def _rendered(cluster: Cluster, local_endpoints: Iterable[Endpoint], log_group: int | None,
+              cache: ClusterCache) -> Rendered:
     local = local_pods(cluster, local_endpoints)
-    res = Engine(cluster).resolution
+    res = Engine(cluster, cache.selection).resolution
+    cache.selection = res.selection
     selected: dict[str, int] = {}
     policies: set[str] = set()
     for d in (Direction.INGRESS, Direction.EGRESS):

@@ -14,6 +14,7 @@ from podnet.model import Cluster, Protocol
 from podnet.policy.classes import ClassMatrices
 from podnet.policy.connectivity import Connectivity, Probe, ProbeMatrix, probe_matrices
 from podnet.policy.resolve import Resolution
+from podnet.policy.selection import PodSelection
 from podnet.policy.verdict import Endpoint, Verdict, verdict
 
 
@@ -24,9 +25,9 @@ class UnknownEndpoint(PodnetError, LookupError):
 class Engine:
     """NetworkPolicy semantics over one cluster; selectors are resolved once, at creation."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, selection: PodSelection | None = None) -> None:
         self.cluster = cluster
-        self.resolution = Resolution(cluster)
+        self.resolution = Resolution(cluster, selection)
 
     @cached_property
     def _matrices(self) -> ClassMatrices:

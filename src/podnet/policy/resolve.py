@@ -81,11 +81,16 @@ class DirectionRules:
 class Resolution:
     """Policies resolved against the pods of one cluster, pods grouped into classes."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, selection: PodSelection | None = None) -> None:
+        """`selection`: one made for an earlier cluster, reused (with the selectors it has
+        evaluated) if that cluster had the same pods and namespaces; only policies changed."""
         self.cluster = cluster
         self.pods: Sequence[Pod] = cluster.pods
         self.pod_index = {p.key: i for i, p in enumerate(self.pods)}
-        selection = PodSelection(self.pods, dict(cluster.namespaces))
+        namespaces = dict(cluster.namespaces)
+        if selection is None or not selection.serves(self.pods, namespaces):
+            selection = PodSelection(self.pods, namespaces)
+        self.selection = selection
         self.directions = {d: _resolve_direction(cluster, selection, d) for d in DIRECTIONS}
         self.class_of, self.members, self.named_ports = _classes(self.pods, self.directions)
         reps = np.array([m[0] for m in self.members], dtype=np.int64)

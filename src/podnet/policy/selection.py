@@ -50,6 +50,10 @@ class PodSelection:
         self._ipv4 = np.array([_ipv4_int(p) for p in pods], dtype=np.int64)
         self._cache: dict[object, Mask] = {}
 
+    def serves(self, pods: Sequence[Pod], namespaces: dict[str, Namespace]) -> bool:
+        """Whether this selection is the one of these pods and namespaces (its cache holds)."""
+        return tuple(self.pods) == tuple(pods) and self.namespaces == namespaces
+
     def none(self) -> Mask:
         return np.zeros(len(self.pods), dtype=bool)
 
