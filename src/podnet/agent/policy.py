@@ -57,12 +57,14 @@ def with_addresses(cluster: Cluster, endpoints: Iterable[Endpoint]) -> Cluster:
 
 
 class ClusterCache:
-    """`desired_cluster` without decoding again what did not change: each namespace, pod and
-    policy is decoded once per revision. While a lab comes up every batch changes a pod, and
-    decoding every object again each time was most of an agent's CPU (bench/lab.py)."""
+    """`desired_cluster` without decoding again what did not change: each namespace, pod,
+    policy and endpoint is decoded once per revision. While a lab comes up every batch changes
+    a pod, and decoding every object again each time was most of an agent's CPU
+    (bench/lab.py)."""
 
     def __init__(self) -> None:
         self._decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
+        self._endpoints: dict[Key, tuple[int, Endpoint]] = {}
         # The last cluster's selectors over its pods: reused while the pods and namespaces
         # stay the same (a policy change), dropped by the engine otherwise.
         self.selection: PodSelection | None = None
@@ -78,6 +80,18 @@ class ClusterCache:
                 decoded[key] = cached
         self._decoded = decoded
         return with_addresses(assemble([(m, obj) for _, m, obj in decoded.values()]), endpoints)
+
+    def endpoints(self, snapshot: Snapshot, node: str | None = None) -> dict[str, Endpoint]:
+        """The endpoints of `snapshot` (only `node`'s, if given), by name."""
+        decoded = {}
+        for key, r in snapshot[ENDPOINT_KIND].items():
+            if node is None or (r.body.get("spec") or {}).get("node") == node:
+                cached = self._endpoints.get(key)
+                if cached is None or cached[0] != r.revision:
+                    cached = r.revision, Endpoint.from_body(r.body)
+                decoded[key] = cached
+        self._endpoints = decoded
+        return {ep.name: ep for _, ep in decoded.values()}
 
 
 def local_pods(cluster: Cluster, endpoints: Iterable[Endpoint]) -> list[NodePod]:
@@ -122,30 +136,10 @@ class LocalView:
                                 for key, r in objects.items()}
 
 
-class LocalEndpoints:
-    """A node's endpoints in a snapshot, each decoded once per revision (ADD reads them all)."""
-
-    def __init__(self, node: str) -> None:
-        self.node = node
-        self._decoded: dict[Key, tuple[int, Endpoint]] = {}
-
-    def __call__(self, snapshot: Snapshot) -> dict[str, Endpoint]:
-        decoded = {}
-        for key, r in snapshot[ENDPOINT_KIND].items():
-            if (r.body.get("spec") or {}).get("node") == self.node:
-                cached = self._decoded.get(key)
-                if cached is None or cached[0] != r.revision:
-                    cached = r.revision, Endpoint.from_body(r.body)
-                decoded[key] = cached
-        self._decoded = decoded
-        return {ep.name: ep for _, ep in decoded.values()}
-
-
 def local_view(snapshot: Snapshot, node: str, extra: Sequence[Endpoint] = (),
-               decoded: LocalEndpoints | None = None) -> LocalView:
-    endpoints = (decoded or LocalEndpoints(node))(snapshot)
-    endpoints.update((ep.name, ep) for ep in extra if ep.node == node
-                     and ep.name not in endpoints)
+               cache: ClusterCache | None = None) -> LocalView:
+    endpoints = _with_extra((cache or ClusterCache()).endpoints(snapshot, node),
+                            [ep for ep in extra if ep.node == node])
     pods = snapshot["Pod"]
     local = {}
     for ep in endpoints.values():
@@ -173,11 +167,17 @@ def render_whole(snapshot: Snapshot, node: str, extra: Sequence[Endpoint],
                  log_group: int | None, cache: ClusterCache | None = None) -> Rendered:
     """The node's table from the whole cluster, with what the metrics and the next batch's
     relevance need."""
-    endpoints = [Endpoint.from_body(r.body) for r in snapshot[ENDPOINT_KIND].values()]
-    endpoints += [ep for ep in extra if ep.name not in {e.name for e in endpoints}]
     cache = cache or ClusterCache()
+    endpoints = _with_extra(cache.endpoints(snapshot), extra).values()
     return _rendered(cache.cluster(snapshot, endpoints),
                      [ep for ep in endpoints if ep.node == node], log_group, cache)
+
+
+def _with_extra(endpoints: dict[str, Endpoint], extra: Iterable[Endpoint]
+                ) -> dict[str, Endpoint]:
+    """The store's endpoints and an ADD's, which the store does not hold yet."""
+    endpoints.update((ep.name, ep) for ep in extra if ep.name not in endpoints)
+    return endpoints
 
 
 def _rendered(cluster: Cluster, local_endpoints: Iterable[Endpoint], log_group: int | None,
@@ -209,7 +209,6 @@ class PolicySync:
         self._table = NodeTable()
         self._clusters = ClusterCache()  # the whole cluster's objects
         self._local_clusters = ClusterCache()  # the node's pods, every namespace and policy
-        self._endpoints = LocalEndpoints(node)
         # What the table was last rendered from, so that the next batch may be skipped:
         # the small render's inputs, or the store copy of a whole render and its local pods.
         self._inputs: tuple[frozenset[Endpoint], dict[Key, int]] | None = None
@@ -226,7 +225,7 @@ class PolicySync:
                 self._rendered = copy_of(snapshot)
                 log.debug("policy: the change cannot touch this node's table")
                 return
-            view = local_view(snapshot, self.node, extra, self._endpoints)
+            view = local_view(snapshot, self.node, extra, self._local_clusters)
             inputs = view.inputs()
             if inputs == self._inputs:
                 log.debug("policy: no change of this node's pods, namespaces or policies")

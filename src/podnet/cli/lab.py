@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from podnet.cli.output import is_tty, print_json, print_marked, print_table
-from podnet.cli.policy import add_files, ports, protocols
+from podnet.cli.policy import add_files, add_probe_options
 from podnet.cli.report import register_lab as register_report
 from podnet.errors import PodnetError, UsageError
-from podnet.model import Manifest, ManifestError, Problem, Protocol, read_manifests
+from podnet.model import Manifest, ManifestError, Problem, read_manifests
 from podnet.model.lab import Lab
 
 if TYPE_CHECKING:  # podnet.lab is imported by the handlers that use it, not at start-up
@@ -89,9 +89,7 @@ def add_lab(parser: argparse.ArgumentParser) -> None:
 
 def add_probes(parser: argparse.ArgumentParser) -> None:
     add_lab(parser)
-    parser.add_argument("--port", type=ports, default=[80], help="ports, e.g. 80,81 (default 80)")
-    parser.add_argument("--protocol", type=protocols, default=[Protocol.TCP],
-                        help="TCP,UDP (default TCP)")
+    add_probe_options(parser, kinds="TCP,UDP")
     parser.add_argument("--timeout", type=float, default=1.0, help="seconds per probe")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
 

@@ -65,10 +65,11 @@ def add_files(parser: argparse.ArgumentParser) -> None:
                         help="manifest files or directories (YAML, JSON, lists, dumps); repeatable")
 
 
-def add_probe_options(parser: argparse.ArgumentParser) -> None:
+def add_probe_options(parser: argparse.ArgumentParser, kinds: str = "TCP,UDP,SCTP") -> None:
+    """`--port` and `--protocol`; `kinds`: the protocols the command can probe, for the help."""
     parser.add_argument("--port", type=ports, default=[80], help="ports, e.g. 80,81 (default 80)")
     parser.add_argument("--protocol", type=protocols, default=[Protocol.TCP],
-                        help="TCP,UDP,SCTP (default TCP)")
+                        help=f"{kinds} (default TCP)")
 
 
 def port(text: str) -> int:
@@ -100,7 +101,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from podnet.policy import Engine, Probe
 
     engine = Engine(load_cluster(args.files))
-    probes = [Probe(p, proto) for p in args.port for proto in args.protocol]
+    probes = Probe.each(args.port, args.protocol)
     results = engine.matrix(probes)
     if args.output == "json":
         print_json(matrix_json(results))

@@ -58,7 +58,7 @@ def _graph(engine: Engine, wanted: bool) -> str | None:
 def _probes(args: argparse.Namespace) -> list[Probe]:
     from podnet.policy import Probe
 
-    return [Probe(port, protocol) for port in args.port for protocol in args.protocol]
+    return Probe.each(args.port, args.protocol)
 
 
 def _now() -> str:

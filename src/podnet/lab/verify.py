@@ -65,7 +65,7 @@ def verify(paths: LabPaths, ports: Sequence[int], protocols: Sequence[Protocol],
     with open_store(paths.store_url) as store:
         engine = Engine(lab_cluster(store)[0])
     pods, results = probe_all(paths, ports, protocols, timeout)
-    probes = [Probe(port, protocol) for port in ports for protocol in protocols]
+    probes = Probe.each(ports, protocols)
     verifications = []
     for probe, matrix in zip(probes, engine.matrix(probes), strict=True):
         expected, observed = TruthTable(pods), TruthTable(pods)

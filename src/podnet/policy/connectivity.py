@@ -28,6 +28,11 @@ class Probe:
     def __str__(self) -> str:
         return f"{self.protocol}/{self.port}"
 
+    @classmethod
+    def each(cls, ports: Sequence[int], protocols: Sequence[Protocol]) -> list[Probe]:
+        """Every port on every protocol, ports first (the order of the CLI's tables)."""
+        return [cls(port, protocol) for port in ports for protocol in protocols]
+
 
 Table = dict[str, dict[str, bool]]
 
