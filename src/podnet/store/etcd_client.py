@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -30,7 +31,7 @@ from etcd3gw.client import Etcd3Client
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
 from podnet.store.base import Compacted, NotFound, StoreError, Unavailable
 
@@ -126,9 +127,17 @@ class EtcdClient:
         """
         errors = []
         for index, member in self._in_turn():
+            post = functools.partial(member.session.post, member.get_url(path), json=payload,
+                                     stream=True, timeout=(self.timeout, read_timeout))
             try:
-                response = member.session.post(member.get_url(path), json=payload, stream=True,
-                                               timeout=(self.timeout, read_timeout))
+                try:
+                    response = post()
+                except requests.ConnectionError as err:
+                    if not (err.args and isinstance(err.args[0], ProtocolError)):
+                        raise
+                    # A pooled connection the member had closed ('Connection aborted'):
+                    # the next request opens a new one.
+                    response = post()
             except requests.RequestException as err:
                 errors.append(f"{member.base_url}: {err}")
                 continue
