@@ -128,8 +128,11 @@ def test_the_command_prints_every_node_with_prometheus_names(lab: LabPaths) -> N
 
 
 def test_cni_adds_and_ipam_usage_match_the_pods_of_each_node(lab: LabPaths) -> None:
-    found = scrape(lab)
     pods = running_pods(lab)
+    # The policy gauges follow the agents' informers: wait for both to hold every pod.
+    found = wait_until(lambda f: all(
+        value(f, node, "podnet_policy_endpoints") == sum(p.node == node for p in pods)
+        for node in ("node-1", "node-2")), lab)
     for node in ("node-1", "node-2"):
         here = sum(p.node == node for p in pods)
         assert value(found, node, "podnet_cni_requests_total", command="ADD", result="ok") \
@@ -147,7 +150,7 @@ def test_cni_adds_and_ipam_usage_match_the_pods_of_each_node(lab: LabPaths) -> N
 
 
 def test_the_policy_gauges_say_which_pods_are_isolated(lab: LabPaths) -> None:
-    found = scrape(lab)
+    found = wait_until(lambda f: value(f, "node-2", "podnet_policy_node_policies") == 1, lab)
     for node in ("node-1", "node-2"):
         assert value(found, node, "podnet_policies") == 1
     assert value(found, "node-2", "podnet_policy_node_policies") == 1
@@ -187,8 +190,11 @@ def test_a_policy_change_is_applied_and_its_verdicts_count_on_its_node(lab: LabP
     before = scrape(lab)
     write_state(lab, [B_IN, C_OUT], {}, {})
     try:
+        # Each agent counts the policies as its own batch arrives: wait for both of them.
         after = wait_until(lambda f: value(f, "node-1", "podnet_policy_node_policies") == 1
-                           and applies(f) > applies(before), lab)
+                           and applies(f) > applies(before)
+                           and all(value(f, node, "podnet_policies") == 2
+                                   for node in ("node-1", "node-2")), lab)
         assert value(after, "node-1", "podnet_policy_selected_endpoints",
                      direction="egress") == 1
         assert value(after, "node-1", "podnet_dataplane_apply_failures_total") == 0
@@ -214,13 +220,16 @@ def test_a_deleted_pod_is_released(lab: LabPaths) -> None:
                    if node == "node-1" and name == "podnet_ipam_addresses_used")
 
     before = scrape(lab)
+    def dels(found: Samples) -> float:
+        return value(found, "node-1", "podnet_cni_requests_total", command="DEL", result="ok")
+
     podnet("delete", "--lab", lab.name, "-n", "x", "pod", "d")
-    after = wait_until(lambda f: used(f) == used(before) - 1, lab)
+    # The address is free in the store before the agent counts the release and the request.
+    after = wait_until(lambda f: used(f) == used(before) - 1 and dels(f) > dels(before), lab)
     assert used(after) == used(before) - 1
     assert value(after, "node-1", "podnet_ipam_releases_total", reason="del") == \
         value(before, "node-1", "podnet_ipam_releases_total", reason="del") + 1
-    assert value(after, "node-1", "podnet_cni_requests_total", command="DEL", result="ok") \
-        >= 1
+    assert dels(after) == dels(before) + 1
 
 
 def test_an_agent_that_stopped_is_named_and_the_others_are_printed(lab: LabPaths) -> None:

@@ -71,8 +71,8 @@ def test_a_store_that_became_read_only_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_a_waiter_wakes_for_each_commit_of_another_process(tmp_path: Path) -> None:
-    """The waiting thread keeps its inotify watch between waits: the changes it has seen must
-    not make it miss the next commit (a wake-up without a commit is allowed)."""
+    """Each commit of another process ends the wait: none is slept through, even one whose
+    `-wal` write woke the waiter before SQLite published it."""
     path = tmp_path / "state.db"
     with SqliteStore(path) as store:
         seen: list[int] = []

@@ -60,6 +60,7 @@ BUSY_TIMEOUT_MS = 30_000
 HISTORY = 100_000
 COMPACT_EVERY = 1_000
 CHECKPOINT_EVERY = 500  # commits of one connection; the WAL stays under a few MB
+RECHECK = 0.25  # seconds a waiter sleeps at most between two looks at the revision
 
 
 class _Writer:
@@ -253,13 +254,20 @@ class SqliteStore(SingleWrites):
         return [Event(EventType(r[0]), resource_of(r[1:]), r[5]) for r in rows]
 
     def wait(self, since: int, timeout: float) -> None:
-        """Sleep until the store may hold changes after `since` (a commit), or `timeout`."""
+        """Sleep until the store holds changes after `since` (a commit), or `timeout`.
+
+        inotify wakes us when the `-wal` file is written, but a commit becomes visible a moment
+        later (SQLite then publishes it in the memory-mapped `-shm`, which raises no event): a
+        reader between the two sees nothing new and would sleep through the commit. So the
+        revision is looked at again every RECHECK seconds at least.
+        """
+        deadline = time.monotonic() + timeout
         if self.revision() > since:
             return
         watcher = DirectoryWatch(self.path.parent, self.path.name)
         try:
-            if self.revision() <= since:  # nothing was committed between the check and now
-                watcher.wait(timeout)
+            while self.revision() <= since and (left := deadline - time.monotonic()) > 0:
+                watcher.wait(min(left, RECHECK))
         finally:
             watcher.close()
 
