@@ -221,7 +221,7 @@ def report(figures: dict[str, Figures], log: Path, workers: int) -> None:
                   f"{p50(walls(delete)):.1f} | {p95(walls(delete)):.1f} | {cycle:.1f} | "
                   f"{p50(fig.version):.1f} |")
     agent_add, agent_add_cpu, agent_add_user = agent_work(log, "ADD")
-    _, agent_del_cpu, _ = agent_work(log, "DEL")
+    agent_del, agent_del_cpu, _ = agent_work(log, "DEL")
     print("\nCPU per serial call, milliseconds (user + system; the agent's from its log, shared "
           "by both podnet rows): what a call costs whatever else runs on the machine.\n")
     print("| plugin | ADD: plugin | ADD: agent | DEL: plugin | DEL: agent | ADD+DEL total |")
@@ -251,6 +251,8 @@ def report(figures: dict[str, Figures], log: Path, workers: int) -> None:
           f"CPU p50 {p50(agent_add_cpu):.2f} ms; user (Python) is "
           f"{sum(agent_add_user) / sum(agent_add_cpu):.0%} of it (over all calls: the kernel "
           "accounts user and system time by ticks)")
+    print(f"agent-side DEL (serial calls): p50 {p50(agent_del):.2f} ms, p95 {p95(agent_del):.2f} "
+          f"ms of wall clock, CPU p50 {p50(agent_del_cpu):.2f} ms")
 
 
 def machine() -> list[str]:

@@ -82,7 +82,8 @@ def test_a_scrape_counts_cni_requests_and_ipam_by_what_happened(
 
 SERVE_WITHOUT_DNS = """
 import ipaddress, socket, sys, urllib.request
-from podnet.agent.metrics import Metrics, serve
+from podnet.agent.metrics import Metrics
+from podnet.agent.metrics_http import serve
 
 def no_dns(*args):
     raise AssertionError("a name was looked up")

@@ -22,7 +22,8 @@ from podnet.agent import server, wiring
 from podnet.agent.endpoints import leaked_veths
 from podnet.agent.env import Env
 from podnet.agent.flows import FLOW_LOG_GROUP, FlowLog
-from podnet.agent.metrics import serve as serve_metrics
+from podnet.agent.metrics_http import MetricsTls
+from podnet.agent.metrics_http import serve as serve_metrics
 from podnet.agent.overlay import OverlaySync, start_overlay
 from podnet.agent.policy import PolicySync
 from podnet.datapath import routes, sysctl, veth
@@ -46,6 +47,7 @@ class AgentConfig:
     iface: str | None = None  # the underlay interface; None: the default route's
     flow_log: str | None = None  # append each policy decision here (agent/flows.py)
     metrics_address: tuple[ipaddress.IPv4Address, int] | None = None  # serve /metrics here
+    metrics_tls: MetricsTls | None = None  # serve it over HTTPS
 
 
 @dataclass
@@ -117,7 +119,7 @@ def run(config: AgentConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     flows = (FlowLog(Path(config.flow_log), config.node, metrics=env.metrics)
              if config.flow_log else None)
-    stop_metrics = (serve_metrics(env.metrics, *config.metrics_address)
+    stop_metrics = (serve_metrics(env.metrics, *config.metrics_address, config.metrics_tls)
                     if config.metrics_address else lambda: None)
     sock = server.listen(config.socket)
     if node.overlay is not None:

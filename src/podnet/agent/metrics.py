@@ -11,24 +11,18 @@ scraped, so they are right even for addresses another process released (`podnet 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socketserver
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from podnet import ipam
-from podnet.errors import PodnetError
 from podnet.store import StoreError
 
 if TYPE_CHECKING:  # the flow log counts with these metrics
@@ -177,42 +171,3 @@ class Metrics:
     def text(self) -> str:
         """The exposition, as a scrape returns it."""
         return prometheus_client.generate_latest(self.registry).decode()
-
-
-class _Server(ThreadingWSGIServer):
-    """prometheus_client's server, bound without `HTTPServer`'s reverse DNS look-up of its own
-    address (`socket.getfqdn`): in a node whose resolver is out of reach it held every lab
-    agent's start for 10 s (bench/lab.py)."""
-
-    def server_bind(self) -> None:
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self.setup_environ()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not logged."""
-
-
-def serve(metrics: Metrics, address: ipaddress.IPv4Address, port: int) -> Callable[[], None]:
-    """Serve `/metrics` on `address:port` in the agent's namespace (the node); the stop call."""
-    # `_created` samples (a series' start time) would double the counters' lines; nothing
-    # here reads them. The switch is process-wide: this process is the agent.
-    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-    app = prometheus_client.make_wsgi_app(metrics.registry)
-    try:
-        server = make_server(str(address), port, app, _Server, handler_class=_QuietHandler)
-    except OSError as err:
-        raise PodnetError(f"cannot serve metrics on {address}:{port}: {err.strerror}") from err
-    thread = threading.Thread(target=server.serve_forever, name="podnet-metrics", daemon=True)
-    thread.start()
-    log.info("serving metrics on http://%s:%d/metrics", address, port)
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-    return stop

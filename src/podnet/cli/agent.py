@@ -12,6 +12,7 @@ from typing import Any
 
 import podnet
 from podnet.cni.types import CURRENT_VERSION, DEFAULT_SOCKET, SUPPORTED_VERSIONS
+from podnet.errors import UsageError
 
 PLUGIN_TYPE = "podnet-cni"
 
@@ -45,6 +46,13 @@ def register(sub: Any) -> None:
     agent.add_argument("--metrics-address", type=address_and_port, metavar="ADDR:PORT",
                        help="serve Prometheus metrics on http://ADDR:PORT/metrics, in the "
                        "node's namespace (default: not served; docs/metrics.md)")
+    agent.add_argument("--metrics-cert", type=Path, metavar="FILE",
+                       help="serve the metrics over HTTPS with this certificate (PEM; with "
+                       "--metrics-key)")
+    agent.add_argument("--metrics-key", type=Path, metavar="FILE",
+                       help="the private key of --metrics-cert (PEM)")
+    agent.add_argument("--metrics-client-ca", type=Path, metavar="FILE",
+                       help="answer only scrapers with a client certificate this CA signed")
     agent.set_defaults(handler=cmd_agent)
 
     install = sub.add_parser(
@@ -66,7 +74,16 @@ def register(sub: Any) -> None:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from podnet.agent.daemon import AgentConfig, run  # pyroute2 and the store: only when needed
+    from podnet.agent.metrics_http import MetricsTls
 
+    tls = None
+    if args.metrics_cert or args.metrics_key or args.metrics_client_ca:
+        if not (args.metrics_cert and args.metrics_key):
+            raise UsageError("--metrics-cert and --metrics-key go together")
+        if not args.metrics_address:
+            raise UsageError("--metrics-cert needs --metrics-address")
+        tls = MetricsTls(args.metrics_cert, args.metrics_key, args.metrics_client_ca)
+        tls.context()  # a wrong file fails here, before the node is touched
     return run(
         AgentConfig(
             node=args.node,
@@ -79,6 +96,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             iface=args.iface,
             flow_log=args.flow_log,
             metrics_address=args.metrics_address,
+            metrics_tls=tls,
         )
     )
 
