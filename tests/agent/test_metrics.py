@@ -8,14 +8,19 @@ node's own address, scraped from inside the node as `podnet lab metrics` does.
 from __future__ import annotations
 
 import ipaddress
+import os
+import signal
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from netns import NODE_ADDRESS, Agent, NetnsFactory, run_cni
-from podnet.agent.flows import Decision
+from netns import NODE_ADDRESS, Agent, Netns, NetnsFactory, run_cni
+from podnet.agent.flows import FLOW_LOG_GROUP, Decision, read_flows
 from podnet.agent.metrics import Metrics, table_size, verdict_labels
 from podnet.datapath.netns import DatapathError
 from podnet.lab.metrics import fetch, merge, with_label
@@ -105,6 +110,80 @@ def test_serving_metrics_looks_no_name_up(make_netns: NetnsFactory) -> None:
     found = samples(node.run(sys.executable, "-c", SERVE_WITHOUT_DNS))
     assert value(found, "podnet_ipam_allocations_total") == 0
     assert ("podnet_ipam_allocations_total", frozenset()) in found
+
+
+SEND = f"""
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+    for _ in range(int(sys.argv[1])):
+        out.sendto(b"", ("{NODE_ADDRESS}", int(sys.argv[2])))
+"""
+BURST_PORT, AFTER_PORT = 9, 10  # datagrams the test's own rule logs, in and after the burst
+LOGGED = f"""
+table ip pntest {{
+  chain out {{
+    type filter hook output priority 0;
+    udp dport {{ {BURST_PORT}, {AFTER_PORT} }} log prefix "x/b-in ingress[0]" group {FLOW_LOG_GROUP}
+  }}
+}}
+"""
+
+
+def nflog_drops(node: Netns) -> int:
+    """Batches the kernel dropped at the node's NETLINK_NETFILTER sockets (/proc/net/netlink:
+    sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode)."""
+    rows = [line.split() for line in node.run("cat", "/proc/net/netlink").splitlines()[1:]]
+    return sum(int(row[8]) for row in rows if row[1] == "12")
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+@pytest.mark.netns
+def test_decisions_dropped_while_the_agent_did_not_read_are_counted_and_reading_goes_on(
+        agent: Agent, tmp_path: Path) -> None:
+    flows = tmp_path / "flows.jsonl"
+    agent.stop()
+    agent.start("--flow-log", str(flows), "--metrics-address", f"{NODE_ADDRESS}:{PORT}")
+    assert agent.proc is not None
+    (tmp_path / "logged.nft").write_text(LOGGED)
+    agent.node.run("nft", "-f", str(tmp_path / "logged.nft"))
+    agent.node.run(sys.executable, "-c", SEND, "1", str(BURST_PORT))
+    wait_for(lambda: len(read_flows(flows)) == 1, "the agent logged no decision")
+    sent = 1
+    # The agent is stopped (SIGSTOP: its reader too), so its socket's buffer fills and the
+    # kernel drops the batches that do not fit; then it runs again.
+    os.kill(agent.proc.pid, signal.SIGSTOP)
+    try:
+        while nflog_drops(agent.node) == 0:
+            assert sent < 200_000, "the kernel dropped nothing"
+            agent.node.run(sys.executable, "-c", SEND, "5000", str(BURST_PORT))
+            sent += 5000
+    finally:
+        os.kill(agent.proc.pid, signal.SIGCONT)
+    # Until the agent has emptied its buffer the kernel drops what comes, so send until a
+    # decision made after the burst is logged; the losses are known from the next one read.
+    deadline = time.monotonic() + 30
+    while not any(f.dport == AFTER_PORT for f in read_flows(flows)):
+        assert time.monotonic() < deadline, "no decision made after the overrun was logged"
+        agent.node.run(sys.executable, "-c", SEND, "1", str(AFTER_PORT))
+        sent += 1
+        time.sleep(0.2)
+
+    def counted() -> float:
+        found = samples(fetch(agent.node.path, NODE_ADDRESS, PORT))
+        return (value(found, "podnet_policy_verdicts_total", verdict="allowed",
+                      direction="ingress", policy="x/b-in")
+                + value(found, "podnet_flow_log_lost_total"))
+
+    wait_for(lambda: counted() == sent, f"of {sent} decisions, not all read or counted lost")
+    found = samples(fetch(agent.node.path, NODE_ADDRESS, PORT))
+    assert value(found, "podnet_flow_log_overruns_total") >= 1
+    assert value(found, "podnet_flow_log_lost_total") > 0
 
 
 def table(pods: int) -> dict[str, Any]:

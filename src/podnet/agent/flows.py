@@ -7,7 +7,9 @@ and ports. Only the first packet of a connection reaches the policy chains (esta
 traffic is accepted before them), so a connection costs one line per side that a policy
 isolates, and nothing is copied for its established traffic; pods that no policy selects are
 not logged at all. The file is rotated at `MAX_BYTES` into one `.1`, so at most twice that
-is kept. Each decision is also counted in the agent's metrics (`podnet_policy_verdicts_total`).
+is kept. Each decision is also counted in the agent's metrics (`podnet_policy_verdicts_total`);
+decisions the kernel dropped because the agent read too slowly are counted too
+(`podnet_flow_log_lost_total`), and reading goes on.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class FlowLog:
         return thread
 
     def _run(self, stop: threading.Event) -> None:
-        lost = 0
+        overruns = lost = 0  # already counted in the metrics
         with self._socket:
             while not stop.is_set():
                 flows = [Flow.of(self.node, p) for p in self._socket.read(timeout=0.5)]
@@ -125,11 +127,13 @@ class FlowLog:
                 except OSError as err:  # the policy keeps being enforced; only logging stops
                     log.warning("flow log %s: %s; %d decisions not logged", self.path,
                                 err.strerror, len(flows))
-                if self._socket.lost > lost:
-                    self.metrics.flow_log_overruns.inc(self._socket.lost - lost)
-                    lost = self._socket.lost
-                    log.warning("flow log: the kernel dropped %d batches (reading too slowly)",
-                                lost)
+                if self._socket.overruns > overruns or self._socket.lost > lost:
+                    self.metrics.flow_log_overruns.inc(self._socket.overruns - overruns)
+                    self.metrics.flow_log_lost.inc(self._socket.lost - lost)
+                    log.warning("flow log: reading too slowly; the kernel dropped decisions "
+                                "(%d overruns, %d decisions lost since the start)",
+                                self._socket.overruns, self._socket.lost)
+                    overruns, lost = self._socket.overruns, self._socket.lost
 
 
 def append_flows(path: Path, flows: Iterable[Flow], max_bytes: int = MAX_BYTES) -> None:

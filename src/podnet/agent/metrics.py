@@ -128,8 +128,12 @@ class Metrics:
             "direction and deciding policy; only with the flow log",
             ["verdict", "direction", "policy"], registry=r)
         self.flow_log_overruns = Counter(
-            "podnet_flow_log_overruns_total", "Times the kernel dropped flow log messages "
-            "(NFLOG) the agent read too slowly: verdicts went uncounted", registry=r)
+            "podnet_flow_log_overruns_total", "Times the kernel reported dropping flow log "
+            "messages (NFLOG) the agent read too slowly", registry=r)
+        self.flow_log_lost = Counter(
+            "podnet_flow_log_lost_total", "Policy decisions the kernel dropped from the flow "
+            "log because the agent read too slowly: not in the log nor in the verdicts",
+            registry=r)
         for direction in DIRECTIONS:  # present from the start, as zeros
             self.selected.labels(direction)
 
