@@ -5,6 +5,7 @@ admit; and it is inert: names are escaped, nothing outside the page is reference
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 
 import pytest
 import test_upstream_e2e as upstream
@@ -13,8 +14,10 @@ from page_reader import PageReader, external_references
 from podnet.lab import Model, Reachability
 from podnet.model import Cluster, Namespace, Pod, Protocol
 from podnet.policy import Engine, Probe
-from podnet.report import DeniedFlow, Report, build_report, render_html
+from podnet.report import DeniedFlow, Grid, Report, build_report, render_html
 from podnet.report.build import POD_GRID_LIMIT
+from podnet.report.html import TITLED_GRID
+from podnet.report.page import UNSEEN, Member, Seen
 
 CASES = {c.name: c for c in upstream.CASES}
 
@@ -125,8 +128,8 @@ def test_the_page_references_nothing_outside_itself() -> None:
     assert ("default-src 'none'; style-src 'unsafe-inline'; img-src data:") in page
 
 
-def test_a_big_cluster_is_a_grid_of_groups_that_stand_for_all_their_pairs() -> None:
-    """120 pods in 3 namespaces; x admits only y: three groups, each cell true to every pair."""
+def three_namespaces_of_40() -> Engine:
+    """120 pods in 3 namespaces; x admits only y."""
     pods = [f"{ns}/p{i}" for ns in "xyz" for i in range(40)]
     assert len(pods) > POD_GRID_LIMIT
     model = Model.from_pod_strings(*pods, ports=(80,), protocols=(Protocol.TCP,))
@@ -134,7 +137,12 @@ def test_a_big_cluster_is_a_grid_of_groups_that_stand_for_all_their_pairs() -> N
         "only-y", {}, upstream.ingress_rules(upstream.rule(
             upstream.peer(namespaces=upstream.ns_named("y")))))
     policy["metadata"]["namespace"] = "x"
-    engine = Engine(model.cluster([policy]))
+    return Engine(model.cluster([policy]))
+
+
+def test_a_big_cluster_is_a_grid_of_groups_that_stand_for_all_their_pairs() -> None:
+    """Three groups, each cell true to every pair."""
+    engine = three_namespaces_of_40()
     (grid,) = report_of(engine, [Probe(80)]).grids
     assert grid.grouped and [m.label for m in grid.axis] == [
         "x/* (40 pods)", "y/* (40 pods)", "z/* (40 pods)"]
@@ -147,3 +155,50 @@ def test_a_big_cluster_is_a_grid_of_groups_that_stand_for_all_their_pairs() -> N
     assert "<details><summary>120 pods</summary>" in html  # folded: too long to show open
     page = PageReader(html)
     assert page.grids["TCP/80"] == [["d", "a", "a"], ["a", "a", "a"], ["d", "a", "a"]]
+
+
+def test_a_group_cell_where_the_kernel_disagreed_on_any_pair_is_a_mismatch() -> None:
+    """The kernel observed as the engine says, but for one pair of z -> x let through and one
+    of y -> x dropped; a pod unknown to the engine and pairs not probed count for nothing."""
+    engine = three_namespaces_of_40()
+    (matrix,) = engine.matrix([Probe(80)])
+    observed: dict[str, dict[str, bool | None]] = {
+        src: dict(row) for src, row in matrix.allowed.items()}
+    observed["z/p3"]["x/p5"] = True
+    observed["y/p0"]["x/p1"] = False
+    observed["x/p0"]["y/p0"] = None  # not probed
+    observed["ghost/p0"] = {"x/p0": True}
+    report = report_of(engine, [Probe(80)], observed={Probe(80): observed})
+    (grid,) = report.grids
+    pairs = 40 * 40  # a group with itself: its pods' loopback too, which the engine allows
+    assert grid.observed is not None
+    assert [[(c.pairs, c.let_through, c.dropped) for c in row] for row in grid.observed] == [
+        [(pairs, 0, 0), (pairs - 1, 0, 0), (pairs, 0, 0)],
+        [(pairs, 0, 1), (pairs, 0, 0), (pairs, 0, 0)],
+        [(pairs, 1, 0), (pairs, 0, 0), (pairs, 0, 0)]]
+    assert grid.observed_total == Seen(120 * 120 - 1, 1, 1)
+
+    html = render_html(report)
+    page = PageReader(html)
+    assert page.grids["TCP/80"] == [["d", "a", "a"], ["md", "a", "a"], ["ma", "a", "a"]]
+    assert "Observed in the kernel: 2 of 14399 verdicts differ" in page.all_text
+    assert "2 verdicts where the kernel and the engine differ" in page.all_text
+    assert escape("z/* (40 pods) -> x/* (40 pods): engine: denied; kernel: of 1600 observed "
+                  "pod pairs, let 1 through") in html
+    assert escape("y/* (40 pods) -> x/* (40 pods): engine: allowed; kernel: of 1600 observed "
+                  "pod pairs, dropped 1") in html
+    assert escape("z/* (40 pods) -> y/* (40 pods): allowed; the kernel agreed on 1600 pod "
+                  "pairs observed") in html
+
+
+def test_on_a_grid_too_big_for_titles_a_mismatch_keeps_its_title() -> None:
+    keys = [f"x/p{i}" for i in range(TITLED_GRID + 1)]
+    size = len(keys)
+    cells = [[UNSEEN] * size for _ in keys]
+    cells[1][0] = Seen(1, 1, 0)
+    grid = Grid("TCP/80", tuple(Member(k, (k,)) for k in keys),
+                tuple((False,) * size for _ in keys), tuple(map(tuple, cells)), Seen(3, 1, 0))
+    html = render_html(Report("big", "test", "now", (), (), (grid,), ()))
+    assert html.count("title=") == size + 1  # the column headers' and the mismatch's
+    assert escape("x/p1 -> x/p0: engine: denied; kernel: let it through") in html
+    assert "Observed in the kernel: 1 of 3 verdicts differ" in PageReader(html).all_text

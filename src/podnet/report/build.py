@@ -9,7 +9,8 @@ one of its rules (`Verdict.allowed_by`, as `podnet policy explain` shows them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -18,14 +19,17 @@ from podnet.model import Direction, Node, Pod
 from podnet.policy import Engine, Probe, ProbeMatrix
 from podnet.policy.connectivity import Describer
 from podnet.report.page import (
+    UNSEEN,
     Admission,
     DeniedFlow,
     Grid,
     Member,
     NodeRow,
+    ObservedCells,
     PodRow,
     PolicyRow,
     Report,
+    Seen,
     brief,
 )
 
@@ -46,16 +50,15 @@ def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source:
     """The report of `engine`'s cluster for `probes`; `nodes` add to the cluster's own."""
     cluster = engine.cluster
     by_class = {probe: engine.class_matrix(probe) for probe in probes}
+    seen = observed or {}
     if len(cluster.pods) > POD_GRID_LIMIT:
-        grids = tuple(_class_grid(engine, probe, allowed) for probe, allowed in by_class.items())
+        grids = tuple(_class_grid(engine, probe, allowed, seen.get(probe))
+                      for probe, allowed in by_class.items())
     else:
-        grids = tuple(_pod_grid(m, (observed or {}).get(m.probe)) for m in engine.matrix(probes))
-    notes: tuple[str, ...] = ()
-    if observed is not None and any(g.grouped for g in grids):
-        notes = ("The kernel's verdicts are shown only on grids of single pods.",)
+        grids = tuple(_pod_grid(m, seen.get(m.probe)) for m in engine.matrix(probes))
     return Report(title, source, generated, _nodes(cluster.pods, [*cluster.nodes, *nodes]),
                   tuple(_pod_row(p) for p in cluster.pods), grids, _policies(engine, by_class),
-                  None if flows is None else tuple(flows), graph_svg, notes)
+                  None if flows is None else tuple(flows), graph_svg)
 
 
 def _nodes(pods: Sequence[Pod], nodes: Sequence[Node]) -> tuple[NodeRow, ...]:
@@ -81,14 +84,17 @@ def _pod_row(pod: Pod) -> PodRow:
 def _pod_grid(matrix: ProbeMatrix, observed: Observed | None) -> Grid:
     keys = matrix.pods[:GRID_LIMIT]
     allowed = tuple(tuple(matrix.allowed[src][dst] for dst in keys) for src in keys)
-    cells = None
-    if observed is not None:
-        cells = tuple(tuple(observed.get(src, {}).get(dst) for dst in keys) for src in keys)
-    return Grid(str(matrix.probe), tuple(Member(k, (k,)) for k in keys), allowed, cells,
+    grid = Grid(str(matrix.probe), tuple(Member(k, (k,)) for k in keys), allowed,
                 left_out=len(matrix.pods) - len(keys))
+    if observed is None:
+        return grid
+    index = {key: i for i, key in enumerate(matrix.pods)}
+    cells, total = _observations(observed, index, lambda s, d: matrix.allowed[s][d], len(keys))
+    return replace(grid, observed=cells, observed_total=total)
 
 
-def _class_grid(engine: Engine, probe: Probe, allowed: ClassMatrix) -> Grid:
+def _class_grid(engine: Engine, probe: Probe, allowed: ClassMatrix,
+                observed: Observed | None) -> Grid:
     """Rows and columns are the engine's classes: one cell is the verdict of every pair."""
     res = engine.resolution
     describe = Describer(res.pods)
@@ -100,8 +106,37 @@ def _class_grid(engine: Engine, probe: Probe, allowed: ClassMatrix) -> Grid:
     cells = allowed[:size, :size].copy()
     # A class of one pod with itself is that pod's loopback, always allowed.
     cells[np.diag_indices(size)] |= np.array([len(m) == 1 for m in members], dtype=bool)
-    return Grid(str(probe), axis, tuple(map(tuple, cells.tolist())), grouped=True,
+    grid = Grid(str(probe), axis, tuple(map(tuple, cells.tolist())), grouped=True,
                 left_out=len(res.members) - len(members))
+    if observed is None:
+        return grid
+    index = {res.pods[i].key: c for c, m in enumerate(res.members) for i in m}
+    cells_seen, total = _observations(
+        observed, index, lambda s, d: s == d or bool(allowed[index[s], index[d]]), size)
+    return replace(grid, observed=cells_seen, observed_total=total)
+
+
+def _observations(observed: Observed, index: Mapping[str, int],
+                  engine_allows: Callable[[str, str], bool], shown: int
+                  ) -> tuple[ObservedCells, Seen]:
+    """The kernel's verdicts against the engine's, summed per cell (`index`: a pod's row and
+    column), for the first `shown` rows and columns, and over all of them. A pod reaching
+    itself is loopback, which the engine allows."""
+    counts: dict[tuple[int, int], list[int]] = {}
+    for src, row in observed.items():
+        if (s := index.get(src)) is None:
+            continue  # not a pod the engine knows
+        for dst, reached in row.items():
+            if reached is None or (d := index.get(dst)) is None:
+                continue
+            allows = engine_allows(src, dst)
+            cell = counts.setdefault((s, d), [0, 0, 0])
+            cell[0] += 1
+            cell[1] += reached and not allows
+            cell[2] += allows and not reached
+    cells = tuple(tuple(Seen(*counts[i, j]) if (i, j) in counts else UNSEEN
+                        for j in range(shown)) for i in range(shown))
+    return cells, Seen(*map(sum, zip(*counts.values(), strict=True))) if counts else UNSEEN
 
 
 def _policies(engine: Engine, by_class: Mapping[Probe, ClassMatrix]

@@ -4,7 +4,8 @@ Content-Security-Policy that forbids the browser to load anything (images only a
 Every text from the cluster (names, labels, descriptions) goes through `html.escape`, so a
 pod called `<script>` is shown, never run. Grids are tables: one row and one column per pod
 (or group of alike pods), numbered columns whose numbers are the rows', a coloured cell per
-pair, with its verdict in words in the cell's title on small grids.
+pair, with its verdict in words in the cell's title on small grids, and on any grid where
+the kernel, probed, did otherwise than the engine.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ import base64
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from podnet.report.page import DeniedFlow, Grid, NodeRow, PodRow, PolicyRow, Report
+from podnet.report.page import (
+    UNSEEN,
+    DeniedFlow,
+    Grid,
+    NodeRow,
+    PodRow,
+    PolicyRow,
+    Report,
+    Seen,
+)
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 TITLED_GRID = 60  # grids up to this size carry a title (tooltip) per cell
@@ -53,7 +63,7 @@ img.graph {{ max-width: 100%; border: 1px solid #dde1e5; }}
 
 
 def render_html(report: Report) -> str:
-    mismatches = sum(g.mismatches for g in report.grids)
+    mismatches = sum(g.observed_total.differ for g in report.grids)
     summary = [_count(len(report.nodes), "node"), _count(len(report.pods), "pod"),
                _count(len(report.policies), "network policy", "network policies"),
                f"probes: {', '.join(g.probe for g in report.grids) or 'none'}"]
@@ -78,7 +88,6 @@ def render_html(report: Report) -> str:
         f"<header><h1>{escape(report.title)}</h1>",
         f'<p class="meta">{escape(report.source)} &middot; {escape(report.generated)}</p>',
         f'<p class="meta" id="summary">{escape("; ".join(summary))}</p>',
-        *(f'<p class="note">{escape(n)}</p>' for n in report.notes),
         "<nav>" + "".join(f'<a href="#{anchor}">{title}</a>' for anchor, title, _ in sections)
         + "</nav></header>",
         *(f'<section id="{anchor}"><h2>{title}</h2>\n{body}</section>'
@@ -134,7 +143,8 @@ def _grid(grid: Grid) -> str:
                    "policy treats alike, so one cell stands for every pair of its two groups."
                    "</p>")
     if grid.observed is not None:
-        out.append(f"<p>Observed in the kernel: {grid.mismatches} of {size * size} verdicts "
+        total = grid.observed_total
+        out.append(f"<p>Observed in the kernel: {total.differ} of {total.pairs} verdicts "
                    "differ from the engine's.</p>")
     if grid.left_out:
         out.append(f'<p class="note">{grid.left_out} more rows and columns are not shown.</p>')
@@ -150,20 +160,31 @@ def _grid(grid: Grid) -> str:
 
 
 def _cell(grid: Grid, i: int, j: int, titled: bool) -> str:
+    """A mismatch always has its title (there are few); other cells on small grids only."""
     allowed = grid.allowed[i][j]
-    seen = grid.observed[i][j] if grid.observed is not None else None
+    seen = grid.observed[i][j] if grid.observed is not None else UNSEEN
     if grid.is_loopback(i, j):
         css, words = "l", "itself (loopback)"
-    elif seen is not None and seen != allowed:
-        css = "ma" if seen else "md"
-        words = ("engine: denied; kernel: let it through" if seen
-                 else "engine: allowed; kernel: dropped it")
+    elif seen.differ:
+        css = "ma" if seen.let_through else "md"
+        words = _disagreement(allowed, seen, grid.grouped)
     else:
         css, words = ("a", "allowed") if allowed else ("d", "denied")
-    if not titled:
+        if grid.grouped and seen.pairs:
+            words += f"; the kernel agreed on {_count(seen.pairs, 'pod pair')} observed"
+    if not titled and not seen.differ:
         return f'<td class="{css}"></td>'
     title = f"{grid.axis[i].label} -> {grid.axis[j].label}: {words}"
     return f'<td class="{css}" title="{escape(title)}"></td>'
+
+
+def _disagreement(allowed: bool, seen: Seen, grouped: bool) -> str:
+    engine = f"engine: {'allowed' if allowed else 'denied'}; kernel: "
+    if not grouped:  # one pod pair
+        return engine + ("let it through" if seen.let_through else "dropped it")
+    done = [what for n, what in ((seen.let_through, f"let {seen.let_through} through"),
+                                 (seen.dropped, f"dropped {seen.dropped}")) if n]
+    return engine + f"of {_count(seen.pairs, 'observed pod pair')}, {' and '.join(done)}"
 
 
 def _policies(policies: Sequence[PolicyRow]) -> str:

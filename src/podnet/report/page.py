@@ -7,7 +7,24 @@ from dataclasses import dataclass
 DESCRIPTION_LIMIT = 240  # characters of a list of pods, at most
 
 Cells = tuple[tuple[bool, ...], ...]
-ObservedCells = tuple[tuple[bool | None, ...], ...]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the kernel did with the pod pairs of one cell, against the engine: the pairs
+    probed, those it let through that the engine denies, and those it dropped that it allows."""
+
+    pairs: int = 0
+    let_through: int = 0
+    dropped: int = 0
+
+    @property
+    def differ(self) -> int:
+        return self.let_through + self.dropped
+
+
+UNSEEN = Seen()
+ObservedCells = tuple[tuple[Seen, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -40,26 +57,20 @@ class Grid:
     """The reachability of one probe: `allowed[i][j]` from `axis[i]` to `axis[j]`.
 
     A diagonal cell of a single pod is its loopback (always allowed). `observed`, when the
-    kernel was probed, holds what it did (None: not probed).
+    kernel was probed, holds what it did per cell, and `observed_total` over every pod pair,
+    those of the rows and columns not shown included.
     """
 
     probe: str
     axis: tuple[Member, ...]
     allowed: Cells
     observed: ObservedCells | None = None
+    observed_total: Seen = UNSEEN
     grouped: bool = False  # the axis is groups of pods, not pods
     left_out: int = 0  # axis entries not shown (too many)
 
     def is_loopback(self, i: int, j: int) -> bool:
         return i == j and len(self.axis[i].pods) == 1
-
-    @property
-    def mismatches(self) -> int:
-        if self.observed is None:
-            return 0
-        return sum(o is not None and o != a
-                   for arow, orow in zip(self.allowed, self.observed, strict=True)
-                   for a, o in zip(arow, orow, strict=True))
 
 
 @dataclass(frozen=True)
@@ -107,7 +118,6 @@ class Report:
     policies: tuple[PolicyRow, ...]
     flows: tuple[DeniedFlow, ...] | None = None  # None: no flow log (manifests alone)
     graph_svg: str | None = None
-    notes: tuple[str, ...] = ()
 
 
 def brief(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
