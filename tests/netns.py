@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,6 +203,15 @@ class Agent:
               ifname: str = "eth0") -> CniCall:
         return run_cni("CHECK", self.conf(prevResult=prev), {
             "CNI_CONTAINERID": container_id, "CNI_NETNS": pod.path, "CNI_IFNAME": ifname})
+
+
+def until(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Wait for `condition`, polling; fail naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within:.0f}s")
+        time.sleep(0.1)
 
 
 def pod_ip(result: CniCall) -> str:

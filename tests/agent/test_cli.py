@@ -45,3 +45,19 @@ def test_the_agent_refuses_the_root_network_namespace(tmp_path: Path) -> None:
     assert "refusing to change the root network namespace" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "state.db").exists()
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    (["--node-lease-duration", "0"], "'0': must be above 0"),
+    (["--node-lease-renew-interval", "soon"], "'soon': not a number"),
+    (["--node-lease-duration", "5", "--node-lease-renew-interval", "5"],
+     "--node-lease-renew-interval 5 must be shorter than --node-lease-duration 5"),
+], ids=["zero duration", "interval not a number", "interval as long as the lease"])
+def test_bad_node_lease_options_are_usage_errors(tmp_path: Path, options: list[str],
+                                                 error: str) -> None:
+    done = subprocess.run([PODNET, "agent", "--node", "n1", "--store",
+                           f"sqlite://{tmp_path}/state.db", *options],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert error in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "state.db").exists()

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from podnet import ipam
+from podnet.agent.liveness import NodeLeaseKeeper
 from podnet.cli.main import main
 from podnet.store import EventType, Key, Watch, open_store
 
@@ -179,7 +180,10 @@ def test_ipam_show_and_deleting_a_node_frees_its_subnet(
 
 def test_nodes_are_listed_with_their_subnet(url: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """A node registered by its agent only (a lease) is a node too; a Node object gets its CIDR."""
+    """A node registered by its agent only (a lease) is a node too; a Node object gets its CIDR.
+
+    node-b's agent holds its node lease (renewed once here): Ready; node-a has none: NotReady.
+    """
     run(capsys, "apply", "-f", manifest(tmp_path, """
 kind: Node
 metadata: {name: node-a, labels: {zone: z1}}
@@ -187,13 +191,22 @@ metadata: {name: node-a, labels: {zone: z1}}
     with open_store(url) as store:
         ipam.register_node(store, "node-a")
         ipam.register_node(store, "node-b", attrs={"publicIP": "192.0.2.12"})
+        NodeLeaseKeeper(store, "node-b", duration=60, interval=20).renew()
     table = run(capsys, "get", "nodes")[1].splitlines()
-    assert [line.split() for line in table] == [
-        ["NAME", "POD-CIDR", "INTERNAL-IP"],
-        ["node-a", "10.244.0.0/24", "<none>"],
-        ["node-b", "10.244.1.0/24", "192.0.2.12"]]
+    rows = [line.split() for line in table]
+    assert rows == [
+        ["NAME", "STATUS", "RENEWED", "POD-CIDR", "INTERNAL-IP"],
+        ["node-a", "NotReady", "<none>", "10.244.0.0/24", "<none>"],
+        ["node-b", "Ready", rows[2][2], "10.244.1.0/24", "192.0.2.12"]]
+    assert rows[2][2] in ("0s", "1s", "2s")  # renewed just now
     one = json.loads(run(capsys, "get", "node", "node-a", "-o", "json")[1])
     assert one["spec"]["podCIDR"] == "10.244.0.0/24" and one["metadata"]["labels"] == {"zone": "z1"}
+    assert [c["status"] for c in one["status"]["conditions"]] == ["Unknown"]
+    (ready,) = json.loads(run(capsys, "get", "node", "node-b", "-o", "json")[1])["status"][
+        "conditions"]
+    assert ready["type"] == "Ready" and ready["status"] == "True" and ready["lastHeartbeatTime"]
+    leases = json.loads(run(capsys, "get", "leases", "-n", "podnet-node-lease", "-o", "json")[1])
+    assert [lease["spec"]["holderIdentity"] for lease in leases["items"]] == ["node-b"]
     doc = json.loads(run(capsys, "get", "nodes", "-l", "zone=z1", "-o", "json")[1])
     assert [n["metadata"]["name"] for n in doc["items"]] == ["node-a"]
     assert run(capsys, "get", "node", "node-z")[0] == 1

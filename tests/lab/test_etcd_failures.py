@@ -16,17 +16,18 @@ lost it. Members are killed by the PIDs the lab recorded, and started again on t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernel import LAB_TEST, lab_name, pod_manifest, running_lab
+from kernel import LAB_TEST, lab_name, pod_manifest, podnet, running_lab
 
-from netns import Agent, Netns, NetnsFactory, pod_ip
+from netns import Agent, Netns, NetnsFactory, pod_ip, until
 from podnet import ipam
 from podnet.lab import etcd
 from podnet.lab.pods import LabPod, running_pods
@@ -116,14 +117,6 @@ def start_member(lab: LabPaths, node: str) -> None:
     (lab.pids / f"{member.name}.pid").write_text(f"{proc.pid}\n")  # lab down stops it
 
 
-def until(condition: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:.0f}s")
-        time.sleep(0.2)
-
-
 def answered(pods: dict[str, LabPod], src: str, dst: str) -> bool:
     job = ProbeJob(PodString(src), pods[src].netns, PodString(dst), pods[dst].ip, 80,
                    Protocol.TCP)
@@ -205,7 +198,14 @@ def test_quorum_lost_add_fails_fast_pods_keep_working_then_resume(
     assert added.code == 0, added.output
     assert pod_ip(added)
     assert agent.delete("etcd-quorum-back", pod).code == 0
+    # The agents, never restarted, renew their node leases again.
+    until(lambda: node_statuses(lab) == ["Ready"] * 3, SETTLE, "every node Ready again")
     assert_no_duplicates(lab)
+
+
+def node_statuses(lab: LabPaths) -> list[str]:
+    status = json.loads(podnet("lab", "status", "--lab", lab.name, "-o", "json").stdout)
+    return [n["status"] for n in status["nodes"]]
 
 
 def test_agent_cut_off_keeps_enforcing_and_resyncs(

@@ -7,6 +7,7 @@ server: the network model, without NAT, in both backends.
 """
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -18,12 +19,14 @@ import pytest
 import yaml
 from kernel import lab_manifest, podnet, running_lab
 
-from netns import can_make_namespaces
+from netns import can_make_namespaces, until
+from podnet.lab.cluster import start_agent
 from podnet.lab.pods import LabPod, running_pods
 from podnet.lab.prober import ProbeJob, run_probes
 from podnet.lab.reachability import PodString
 from podnet.lab.state import LabPaths
 from podnet.model import Protocol
+from podnet.model.nodelease import DEFAULT_DURATION
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow,
               pytest.mark.skipif(not can_make_namespaces(), reason="needs root")]
@@ -126,6 +129,31 @@ def test_a_pod_added_later_is_reachable_at_once(lab: LabPaths, tmp_path: Path) -
     while os.path.exists(lab.netns_path(lab.pod("z", "late"))):
         assert time.monotonic() < deadline, "the deleted pod's namespace stayed"
         time.sleep(0.05)
+
+
+def lab_nodes(lab: LabPaths) -> dict[str, dict[str, object]]:
+    """`podnet lab status -o json`'s nodes, by name."""
+    status = json.loads(podnet("lab", "status", "--lab", lab.name, "-o", "json").stdout)
+    return {n["name"]: n for n in status["nodes"]}
+
+
+def test_a_killed_agents_node_turns_not_ready_and_its_pods_stay_reachable(lab: LabPaths) -> None:
+    nodes = lab_nodes(lab)
+    assert [n["status"] for n in nodes.values()] == ["Ready"] * 3
+    pid = int((lab.pids / "agent-node-2.pid").read_text())
+    os.kill(pid, signal.SIGKILL)  # started by `lab up`, which recorded its PID
+    try:
+        until(lambda: lab_nodes(lab)["node-2"]["status"] == "NotReady", DEFAULT_DURATION + 30,
+              "node-2 NotReady without its agent")
+        assert [n["status"] for n in lab_nodes(lab).values()] == ["Ready", "NotReady", "Ready"]
+        # An expired node lease withdraws nothing: node-2's pods stay reachable from everywhere.
+        pods = [p for p in running_pods(lab) if p.key != "kube-system/host"]
+        assert all(by == dst for _, dst, by, _ in probe(pods, 80, Protocol.TCP))
+    finally:
+        start_agent(lab, lab.load(), "node-2")
+    until(lambda: lab_nodes(lab)["node-2"]["status"] == "Ready", 30,
+          "node-2 Ready after its agent restarted")
+    assert lab_nodes(lab)["node-2"]["podCIDR"] == nodes["node-2"]["podCIDR"]
 
 
 def test_lab_down_cleans_up_after_killed_processes(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from podnet.agent import server, wiring
 from podnet.agent.endpoints import leaked_veths
 from podnet.agent.env import Env
 from podnet.agent.flows import FLOW_LOG_GROUP, FlowLog
+from podnet.agent.liveness import NodeLeaseKeeper
 from podnet.agent.metrics_http import MetricsTls
 from podnet.agent.metrics_http import serve as serve_metrics
 from podnet.agent.overlay import OverlaySync, start_overlay
@@ -29,6 +30,7 @@ from podnet.agent.policy import PolicySync
 from podnet.datapath import routes, sysctl, veth
 from podnet.datapath.netns import DatapathError, assert_not_root, current_netns, rtnl
 from podnet.datapath.overlay import BACKENDS, find_underlay
+from podnet.model import nodelease
 from podnet.store import open_store
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class AgentConfig:
     flow_log: str | None = None  # append each policy decision here (agent/flows.py)
     metrics_address: tuple[ipaddress.IPv4Address, int] | None = None  # serve /metrics here
     metrics_tls: MetricsTls | None = None  # serve it over HTTPS
+    node_lease_duration: int = nodelease.DEFAULT_DURATION  # seconds without renewal: NotReady
+    node_lease_renew_interval: float | None = None  # None: a third of the duration
 
 
 @dataclass
@@ -122,6 +126,12 @@ def run(config: AgentConfig) -> int:
     stop_metrics = (serve_metrics(env.metrics, *config.metrics_address, config.metrics_tls)
                     if config.metrics_address else lambda: None)
     sock = server.listen(config.socket)
+    # Its own store connection: a renewal waiting on an unreachable store holds up nothing else.
+    lease_store = open_store(config.store_url)
+    liveness = NodeLeaseKeeper(lease_store, config.node,
+                               config.node_lease_duration,
+                               config.node_lease_renew_interval or config.node_lease_duration / 3)
+    liveness.start(stop)
     if node.overlay is not None:
         start_overlay(env.store, node.overlay, stop)
     policy = PolicySync(config.node, env.store, FLOW_LOG_GROUP if flows else None, env.metrics)
@@ -132,6 +142,9 @@ def run(config: AgentConfig) -> int:
     try:
         server.serve(sock, env, stop)
     finally:
+        stop.set()
+        liveness.release()
+        lease_store.close()
         stop_metrics()
         sock.close()
         with contextlib.suppress(FileNotFoundError):

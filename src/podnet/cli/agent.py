@@ -7,12 +7,14 @@ import ipaddress
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import podnet
 from podnet.cni.types import CURRENT_VERSION, DEFAULT_SOCKET, SUPPORTED_VERSIONS
 from podnet.errors import UsageError
+from podnet.model.nodelease import DEFAULT_DURATION
 
 PLUGIN_TYPE = "podnet-cni"
 
@@ -53,6 +55,12 @@ def register(sub: Any) -> None:
                        help="the private key of --metrics-cert (PEM)")
     agent.add_argument("--metrics-client-ca", type=Path, metavar="FILE",
                        help="answer only scrapers with a client certificate this CA signed")
+    agent.add_argument("--node-lease-duration", type=positive(int), default=DEFAULT_DURATION,
+                       metavar="SECONDS",
+                       help="the node is NotReady when its agent has not renewed its lease for "
+                       f"this long (default {DEFAULT_DURATION}; docs/store.md, Node liveness)")
+    agent.add_argument("--node-lease-renew-interval", type=positive(float), metavar="SECONDS",
+                       help="renew the node lease this often (default: a third of the duration)")
     agent.set_defaults(handler=cmd_agent)
 
     install = sub.add_parser(
@@ -84,6 +92,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
             raise UsageError("--metrics-cert needs --metrics-address")
         tls = MetricsTls(args.metrics_cert, args.metrics_key, args.metrics_client_ca)
         tls.context()  # a wrong file fails here, before the node is touched
+
+    interval = args.node_lease_renew_interval
+    if interval is not None and interval >= args.node_lease_duration:
+        raise UsageError(f"--node-lease-renew-interval {interval:g} must be shorter than "
+                         f"--node-lease-duration {args.node_lease_duration}")
     return run(
         AgentConfig(
             node=args.node,
@@ -97,6 +110,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
             flow_log=args.flow_log,
             metrics_address=args.metrics_address,
             metrics_tls=tls,
+            node_lease_duration=args.node_lease_duration,
+            node_lease_renew_interval=interval,
         )
     )
 
@@ -111,6 +126,20 @@ def address_and_port(text: str) -> tuple[ipaddress.IPv4Address, int]:
     if not 0 < number < 65536:
         raise argparse.ArgumentTypeError(f"{text!r}: port {number} is not 1-65535")
     return address, number
+
+
+def positive(number: Callable[[str], float]) -> Callable[[str], Any]:
+    """An argparse type: a number above zero."""
+    def parse(text: str) -> float:
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be above 0")
+        return value
+
+    return parse
 
 
 def conflist(name: str, socket: str, cni_version: str, mtu: int | None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`podnet lab up|down|exec|probe|verify|flows|report|metrics|list`: an emulated cluster."""
+"""`podnet lab up|down|status|exec|probe|verify|flows|report|metrics|list`: an emulated cluster."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def register(sub: Any) -> None:
     which.add_argument("--name", "--lab", dest="lab", help="the lab (default: the only one)")
     which.add_argument("--all", action="store_true", help="every lab on this machine")
     down.set_defaults(handler=cmd_down)
+
+    status = verbs.add_parser("status", help="the lab's nodes (Ready or not, subnet) and pods")
+    add_lab(status)
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    status.set_defaults(handler=cmd_status)
 
     listing = verbs.add_parser("list", help="labs running on this machine")
     listing.set_defaults(handler=cmd_list)
@@ -122,21 +127,50 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def show_lab(paths: LabPaths, lab: Lab) -> None:
-    from podnet import ipam
+def cmd_status(args: argparse.Namespace) -> int:
+    from podnet.lab.state import choose
+
+    paths = choose(args.lab)
+    lab = paths.load()
+    if args.output == "json":
+        nodes, pods = lab_status(paths, lab)
+        print_json({"lab": lab.name, "backend": lab.backend, "nodes": nodes, "pods": pods})
+    else:
+        show_lab(paths, lab)
+    return 0
+
+
+def lab_status(paths: LabPaths, lab: Lab) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The lab's nodes with their readiness (as `get nodes`), and its pods."""
+    from podnet.cli.resources import node_status, nodes, ready_condition
     from podnet.lab.state import node_address
     from podnet.store import open_store
 
     with open_store(paths.store_url) as store:
-        leases = {lease.node: lease for lease in ipam.node_leases(store)}
+        known = {r.name: r.body for r in nodes(store, None, ())}
         pods = store.list("Pod").items
-    print_table(("node", "address", "pod subnet", "namespace"), [
-        (n, node_address(i), leases[n].subnet if n in leases else "-", paths.node(n))
-        for i, n in enumerate(lab.nodes)], title=f"lab {lab.name}: {lab.backend}")
+    rows = []
+    for i, name in enumerate(lab.nodes):
+        body = known.get(name, {})
+        status, renewed = node_status(body)
+        rows.append({"name": name, "status": status, "renewed": renewed,
+                     "lastRenewal": ready_condition(body).get("lastHeartbeatTime"),
+                     "address": node_address(i),
+                     "podCIDR": (body.get("spec") or {}).get("podCIDR"),
+                     "netns": paths.node(name)})
+    return rows, [{"name": f"{p.key.namespace}/{p.key.name}",
+                   "node": (p.body.get("spec") or {}).get("nodeName"),
+                   "ip": (p.body.get("status") or {}).get("podIP")} for p in pods]
+
+
+def show_lab(paths: LabPaths, lab: Lab) -> None:
+    nodes, pods = lab_status(paths, lab)
+    print_table(("node", "status", "renewed", "address", "pod subnet", "namespace"), [
+        (n["name"], n["status"], n["renewed"], n["address"], n["podCIDR"] or "-", n["netns"])
+        for n in nodes], title=f"lab {lab.name}: {lab.backend}")
     print()
-    print_table(("pod", "node", "ip"), [
-        (f"{p.key.namespace}/{p.key.name}", (p.body.get("spec") or {}).get("nodeName", "-"),
-         (p.body.get("status") or {}).get("podIP", "-")) for p in pods])
+    print_table(("pod", "node", "ip"), [(p["name"], p["node"] or "-", p["ip"] or "-")
+                                        for p in pods])
 
 
 class _progress:

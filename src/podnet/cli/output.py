@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,15 @@ from typing import Any
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def age(since: datetime.datetime) -> str:
+    """How long ago, as kubectl's AGE column: `7s`, `3m`, `5h`, `2d`."""
+    seconds = max(0, int((datetime.datetime.now(datetime.UTC) - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def print_json(doc: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime
 import logging
 import os
 import sys
@@ -18,11 +19,12 @@ from typing import Any
 import yaml
 
 from podnet import ipam
-from podnet.cli.output import print_json, print_table
+from podnet.cli.output import age, print_json, print_table
 from podnet.errors import PodnetError, UsageError
 from podnet.model import (
     LabelSelector,
     SelectorSyntaxError,
+    nodelease,
     parse_selector,
 )
 from podnet.model.load import CLUSTER_SCOPED, read_manifests
@@ -52,7 +54,8 @@ ALIASES = {
     "StatefulSet": ("statefulsets", "statefulset", "sts"),
     "DaemonSet": ("daemonsets", "daemonset", "ds"),
     "Job": ("jobs", "job"),
-    ipam.LEASE_KIND: ("subnetleases", "subnetlease", "lease", "leases"),
+    ipam.LEASE_KIND: ("subnetleases", "subnetlease"),
+    nodelease.KIND: ("leases", "lease"),
     "ClusterNetwork": ("clusternetworks", "clusternetwork"),
     ENDPOINT_KIND: ("podendpoints", "podendpoint", "endpoints", "ep"),
 }
@@ -227,9 +230,13 @@ def nodes(store: Store, selector: LabelSelector | None, names: Sequence[str]) ->
     """Node objects, and nodes known only by their agent's subnet lease, with their subnet.
 
     As kubelet registers its Node, an agent registers a lease: both make a node. Each gets
-    `spec.podCIDR(s)` from its lease and its underlay address as `InternalIP`, if unset.
+    `spec.podCIDR(s)` from its lease and its underlay address as `InternalIP`, if unset, and
+    the `Ready` condition its agent's node lease gives it (podnet.model.nodelease).
     """
     found = {r.name: r for r in store.list("Node", None, selector).items}
+    alive = {r.name: nodelease.NodeLease.from_body(r.body)
+             for r in store.list(nodelease.KIND, nodelease.NAMESPACE).items}
+    now = datetime.datetime.now(datetime.UTC)
     for lease_resource in store.list(ipam.LEASE_KIND).items:
         lease = ipam.lease_of(lease_resource)
         node = found.get(lease.node)
@@ -247,10 +254,31 @@ def nodes(store: Store, selector: LabelSelector | None, names: Sequence[str]) ->
             body.setdefault("status", {}).setdefault("addresses", [
                 {"type": "InternalIP", "address": lease.attrs["publicIP"]}])
         found[lease.node] = Resource(node.key, body, node.revision, node.created, node.lease)
+    for name, node in found.items():
+        body = copy.deepcopy(dict(node.body))
+        status = body.setdefault("status", {})
+        status["conditions"] = [
+            *(c for c in status.get("conditions") or [] if c.get("type") != "Ready"),
+            nodelease.readiness(alive.get(name), now).condition()]
+        found[name] = Resource(node.key, body, node.revision, node.created, node.lease)
     for name in names:
         if name not in found:
             raise NotFound(f"Node {name} not found")
     return [found[n] for n in (names or sorted(found))]
+
+
+def ready_condition(body: Any) -> dict[str, Any]:
+    """A node's `Ready` condition (`nodes` gives every node one); {} if it has none."""
+    return next((c for c in (body.get("status") or {}).get("conditions") or []
+                 if c.get("type") == "Ready"), {})
+
+
+def node_status(body: Any) -> tuple[str, str]:
+    """`Ready` or `NotReady`, and how long ago its agent last renewed the node lease."""
+    ready = ready_condition(body)
+    heartbeat = ready.get("lastHeartbeatTime")
+    return ("Ready" if ready.get("status") == "True" else "NotReady",
+            age(nodelease.parse_time(heartbeat)) if heartbeat else "<none>")
 
 
 def columns(kind: str, found: Sequence[Resource], wide: bool) -> tuple[list[str], list[list[str]]]:
@@ -267,7 +295,9 @@ def columns(kind: str, found: Sequence[Resource], wide: bool) -> tuple[list[str]
         if wide:
             extra.append(("attrs", lambda b: labels_text(b["spec"].get("attrs") or {})))
     elif kind == "Node":
-        extra = [("pod-cidr", lambda b: (b.get("spec") or {}).get("podCIDR", "<none>")),
+        extra = [("status", lambda b: node_status(b)[0]),
+                 ("renewed", lambda b: node_status(b)[1]),
+                 ("pod-cidr", lambda b: (b.get("spec") or {}).get("podCIDR", "<none>")),
                  ("internal-ip", lambda b: next(
                      (a.get("address") for a in (b.get("status") or {}).get("addresses") or []
                       if a.get("type") == "InternalIP"), "<none>"))]

@@ -68,13 +68,7 @@ def up(lab: Lab, workloads: Sequence[Manifest], progress: Progress | None = None
             ipam.ensure_cluster_config(store, ipam.ClusterConfig(lab.pod_cidr,
                                                                 lab.node_subnet_size))
         for node in lab.nodes:
-            _spawn(paths, f"agent-{node}", [
-                "nsenter", f"--net={paths.netns_path(paths.node(node))}", PODNET, "-v", "agent",
-                "--node", node, "--store", paths.agent_store_url(node),
-                "--socket", str(paths.socket(node)),
-                "--backend", lab.backend, "--iface", "eth0",
-                "--flow-log", str(flow_log_path(paths, node)),
-                "--metrics-address", "{}:{}".format(*metrics_address(paths, node))])
+            start_agent(paths, lab, node)
         _wait(lambda: all(paths.socket(n).exists() for n in lab.nodes), timeout,
               "agents did not start", paths)
         _spawn(paths, "kubelet", [PODNET, "-v", "lab", "kubelet", "--lab", lab.name])
@@ -115,6 +109,17 @@ def down(paths: LabPaths) -> list[str]:
 def down_all() -> list[str]:
     return [f"{name}: {what}" for name in labs() for what in down(LabPaths(name))]
 
+
+
+def start_agent(paths: LabPaths, lab: Lab, node: str) -> int:
+    """Run `node`'s agent inside the node's namespace (again, after it stopped); its PID."""
+    return _spawn(paths, f"agent-{node}", [
+        "nsenter", f"--net={paths.netns_path(paths.node(node))}", PODNET, "-v", "agent",
+        "--node", node, "--store", paths.agent_store_url(node),
+        "--socket", str(paths.socket(node)),
+        "--backend", lab.backend, "--iface", "eth0",
+        "--flow-log", str(flow_log_path(paths, node)),
+        "--metrics-address", "{}:{}".format(*metrics_address(paths, node))])
 
 
 def _start_etcd(paths: LabPaths, lab: Lab, timeout: float) -> None:

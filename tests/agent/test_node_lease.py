@@ -1,0 +1,171 @@
+"""Node liveness: each agent renews its node's Lease; `podnet get nodes` shows Ready or not.
+
+Topology: one node namespace with its agent, on SQLite and on etcd (one member on 127.0.0.1,
+which the agent reaches from its namespace through the store URL's `netns=`; three members
+for the quorum test). The agents run with a 2 s lease renewed every 0.5 s, so a dead agent
+shows within seconds; tests wait with deadlines, they do not time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etcd_cluster import LocalCluster, local_cluster
+from netns import PODNET, Agent, NetnsFactory, until
+from podnet.lab.etcd import wait_ready
+from podnet.model import nodelease
+from podnet.store import open_store
+
+pytestmark = pytest.mark.netns
+
+DURATION = 2  # seconds: the shortest lease etcd grants with its default election timeout
+LEASE_OPTIONS = ("--cluster-cidr", "10.244.0.0/16", "--node-lease-duration", str(DURATION),
+                 "--node-lease-renew-interval", "0.5")
+SETTLE = 20.0  # seconds anything may take on a loaded machine, beyond the lease's own time
+
+
+@pytest.fixture(scope="module")
+def etcd_member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with local_cluster(tmp_path_factory.mktemp("etcd"), 1) as cluster:
+        yield cluster
+
+
+def etcd_url(cluster: LocalCluster, timeout: float | None = None) -> str:
+    """A fresh prefix of `cluster`, as the agent reaches it from inside its namespace."""
+    base = cluster.url(timeout)
+    prefix = f"/lease-{secrets.token_hex(4)}"
+    hosts, _, query = base.partition("?")
+    return f"{hosts}{prefix}?{'&'.join(filter(None, [query, own_netns()]))}"
+
+
+def own_netns() -> str:
+    """The option that makes the agent connect from this test's namespace (127.0.0.1 here)."""
+    return f"netns=/proc/{os.getpid()}/ns/net"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("etcd", marks=pytest.mark.etcd)])
+def node(request: pytest.FixtureRequest, make_netns: NetnsFactory,
+         tmp_path: Path) -> Iterator[Agent]:
+    """Name: node. Depends: make_netns. An agent with a short node lease, on each store."""
+    if request.param == "etcd":
+        url = etcd_url(request.getfixturevalue("etcd_member"))
+    else:
+        url = f"sqlite://{tmp_path}/state.db"
+    running = Agent(node=make_netns("node"), name="node-1", socket=str(tmp_path / "agent.sock"),
+                    store_url=url, log=tmp_path / "agent.log")
+    running.start(*LEASE_OPTIONS)
+    try:
+        yield running
+    finally:
+        resume(running)
+        running.stop()
+
+
+def resume(agent: Agent) -> None:
+    if agent.proc is not None and agent.proc.poll() is None:
+        agent.proc.send_signal(signal.SIGCONT)
+
+
+def get_node(agent: Agent) -> dict[str, Any]:
+    """`podnet get nodes NAME -o json`, as a user runs it."""
+    done = subprocess.run([PODNET, "get", "nodes", agent.name, "-o", "json", "--store",
+                           agent.store_url], capture_output=True, text=True, check=True)
+    node: dict[str, Any] = json.loads(done.stdout)
+    return node
+
+
+def ready(node: dict[str, Any]) -> dict[str, Any]:
+    (condition,) = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+    return condition
+
+
+def is_ready(agent: Agent) -> bool:
+    return ready(get_node(agent))["status"] == "True"
+
+
+def lease_objects(url: str) -> list[str]:
+    """The node leases the store still holds; the empty commit lets SQLite end expired ones."""
+    with open_store(url) as store:
+        store.commit([])
+        return [r.name for r in store.list(nodelease.KIND, nodelease.NAMESPACE).items]
+
+
+def test_a_killed_agents_node_turns_not_ready_and_ready_again_with_its_subnet(
+        node: Agent) -> None:
+    until(lambda: is_ready(node), SETTLE, "node-1 Ready")
+    before = get_node(node)
+    assert ready(before)["reason"] == "AgentRenewingLease"
+    assert node.proc is not None
+    os.kill(node.proc.pid, signal.SIGKILL)
+    node.proc.wait()
+    until(lambda: not is_ready(node), DURATION + SETTLE, "node-1 NotReady after SIGKILL")
+    assert ready(get_node(node))["status"] == "Unknown"
+    node.start(*LEASE_OPTIONS)
+    until(lambda: is_ready(node), SETTLE, "node-1 Ready after the restart")
+    assert get_node(node)["spec"]["podCIDR"] == before["spec"]["podCIDR"]
+    assert lease_objects(node.store_url) == ["node-1"]
+
+
+def test_a_clean_shutdown_revokes_the_lease_at_once(node: Agent) -> None:
+    until(lambda: is_ready(node), SETTLE, "node-1 Ready")
+    node.stop()  # SIGTERM, and wait for the agent to exit
+    condition = ready(get_node(node))
+    assert condition["status"] == "Unknown" and condition["reason"] == "NodeLeaseMissing"
+    assert "lastHeartbeatTime" not in condition
+    assert lease_objects(node.store_url) == []
+
+
+def test_an_agent_frozen_past_its_lease_takes_a_new_one_without_a_restart(node: Agent) -> None:
+    until(lambda: is_ready(node), SETTLE, "node-1 Ready")
+    assert node.proc is not None
+    pid = node.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        until(lambda: lease_objects(node.store_url) == [], DURATION + SETTLE,
+              "the store ends the frozen agent's lease and deletes its object")
+        assert not is_ready(node)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    until(lambda: is_ready(node), SETTLE, "node-1 Ready again, the same agent")
+    assert node.proc.poll() is None and node.proc.pid == pid
+    assert "ended (expired); taking a new one" in node.log.read_text()
+
+
+@pytest.mark.etcd
+@pytest.mark.slow
+def test_etcd_quorum_lost_and_restored_the_lease_comes_back_without_a_restart(
+        make_netns: NetnsFactory, tmp_path: Path) -> None:
+    with local_cluster(tmp_path / "etcd", 3) as cluster:
+        agent = Agent(node=make_netns("node"), name="node-1",
+                      socket=str(tmp_path / "agent.sock"),
+                      store_url=etcd_url(cluster, timeout=1), log=tmp_path / "agent.log")
+        agent.start(*LEASE_OPTIONS)
+        try:
+            until(lambda: is_ready(agent), SETTLE, "node-1 Ready")
+            assert agent.proc is not None
+            pid = agent.proc.pid
+            for member in cluster.members[1:]:
+                cluster.stop(member)
+            # Three failed renewals of at least a second each: the outage outlasts the lease.
+            until(lambda: agent.log.read_text().count("lease not renewed") >= 3, 3 * SETTLE,
+                  "the agent reports failed renewals")
+            for member in cluster.members[1:]:
+                cluster.start(member)
+            wait_ready(cluster.url(), timeout=60)
+            restored = time.time()
+            until(lambda: is_ready(agent) and nodelease.parse_time(
+                ready(get_node(agent))["lastHeartbeatTime"]).timestamp() > restored,
+                SETTLE, "node-1 renewed after quorum returned")
+            assert agent.proc.poll() is None and agent.proc.pid == pid
+        finally:
+            agent.stop()
