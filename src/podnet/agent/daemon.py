@@ -125,13 +125,13 @@ def run(config: AgentConfig) -> int:
              if config.flow_log else None)
     stop_metrics = (serve_metrics(env.metrics, *config.metrics_address, config.metrics_tls)
                     if config.metrics_address else lambda: None)
-    sock = server.listen(config.socket)
+    sock = server.listen(config.socket)  # first: it refuses if another agent serves there
     # Its own store connection: a renewal waiting on an unreachable store holds up nothing else.
     lease_store = open_store(config.store_url)
     liveness = NodeLeaseKeeper(lease_store, config.node,
                                config.node_lease_duration,
                                config.node_lease_renew_interval or config.node_lease_duration / 3)
-    liveness.start(stop)
+    liveness.start(stop)  # the node is Ready before the agent serves
     if node.overlay is not None:
         start_overlay(env.store, node.overlay, stop)
     policy = PolicySync(config.node, env.store, FLOW_LOG_GROUP if flows else None, env.metrics)

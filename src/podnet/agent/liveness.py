@@ -38,19 +38,22 @@ class NodeLeaseKeeper:
         self._thread: threading.Thread | None = None
 
     def start(self, stop: threading.Event) -> None:
+        """Take the lease now (before the agent serves), then renew it until `stop` is set."""
+        self._try_renew()
         self._thread = threading.Thread(target=self._run, args=(stop,), name="node-lease",
                                         daemon=True)
         self._thread.start()
 
     def _run(self, stop: threading.Event) -> None:
-        while True:
-            try:
-                self.renew()
-            except StoreError as err:
-                log.warning("node %s: lease not renewed (%s); trying again in %.1f s",
-                            self.node, err, self.interval)
-            if stop.wait(self.interval):
-                return
+        while not stop.wait(self.interval):
+            self._try_renew()
+
+    def _try_renew(self) -> None:
+        try:
+            self.renew()
+        except StoreError as err:
+            log.warning("node %s: lease not renewed (%s); trying again in %.1f s",
+                        self.node, err, self.interval)
 
     def renew(self) -> None:
         """Keep the store lease alive and record the renewal; take a new lease if it ended."""
