@@ -207,6 +207,9 @@ metadata: {name: node-a, labels: {zone: z1}}
     assert ready["type"] == "Ready" and ready["status"] == "True" and ready["lastHeartbeatTime"]
     leases = json.loads(run(capsys, "get", "leases", "-n", "podnet-node-lease", "-o", "json")[1])
     assert [lease["spec"]["holderIdentity"] for lease in leases["items"]] == ["node-b"]
+    assert run(capsys, "delete", "node", "node-b")[1] == "node/node-b deleted\n"
+    leases = json.loads(run(capsys, "get", "leases", "-A", "-o", "json")[1])
+    assert leases["items"] == []
     doc = json.loads(run(capsys, "get", "nodes", "-l", "zone=z1", "-o", "json")[1])
     assert [n["metadata"]["name"] for n in doc["items"]] == ["node-a"]
     assert run(capsys, "get", "node", "node-z")[0] == 1

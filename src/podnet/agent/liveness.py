@@ -77,12 +77,7 @@ class NodeLeaseKeeper:
 
     def _acquire(self, now: datetime.datetime) -> None:
         """A new store lease, and the object under it (an earlier agent's goes first)."""
-        with suppress(NotFound):
-            earlier = self.store.get(self.key)
-            if earlier.lease is not None:
-                self.store.revoke_lease(earlier.lease)  # deletes the object with it
-            else:
-                self.store.delete(self.key)
+        delete_node_lease(self.store, self.node)
         lease = self.store.grant_lease(self.duration)
         created = NodeLease(self.node, self.duration, now, now)
         self.store.create(self.key, created.body(), lease)
@@ -102,3 +97,13 @@ class NodeLeaseKeeper:
             log.warning("node %s: lease %d not revoked (%s); it expires in %d s",
                         self.node, self._lease, err, self.duration)
         self._lease = None
+
+
+def delete_node_lease(store: ResourceStore, node: str) -> None:
+    """End `node`'s Lease and the store lease it lives under, if any (NotReady at once)."""
+    with suppress(NotFound):
+        current = store.get(Key(nodelease.KIND, nodelease.NAMESPACE, node))
+        if current.lease is not None:
+            store.revoke_lease(current.lease)  # deletes the object with it
+        else:
+            store.delete(current.key)

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from podnet import ipam
+from podnet.agent.liveness import delete_node_lease
 from podnet.cli.output import age, print_json, print_table
 from podnet.errors import PodnetError, UsageError
 from podnet.model import (
@@ -349,7 +350,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def delete_one(store: Store, key: Key) -> bool:
-    """Delete `key`; a node (or its lease) also frees its subnet. False if nothing was there."""
+    """Delete `key`; a node (or its lease) also frees its subnet. False if nothing was there.
+
+    A node's liveness Lease goes with it, as Kubernetes garbage-collects a Node's Lease.
+    """
     deleted = False
     if key.kind != ipam.LEASE_KIND:
         try:
@@ -358,6 +362,7 @@ def delete_one(store: Store, key: Key) -> bool:
         except NotFound:
             pass
     if key.kind in ("Node", ipam.LEASE_KIND):
+        delete_node_lease(store, key.name)
         deleted = ipam.release_node(store, key.name) is not None or deleted
     return deleted
 
