@@ -188,6 +188,15 @@ def test_revoked_lease_deletes_its_objects(store: Store) -> None:
     store.revoke_lease(lease)  # already gone: no-op
 
 
+def test_nothing_is_created_under_an_ended_lease(store: Store) -> None:
+    lease = store.grant_lease(60)
+    store.revoke_lease(lease)
+    with pytest.raises(NotFound):
+        store.create(WEB, pod("web"), lease=lease)
+    with pytest.raises(NotFound):
+        store.get(WEB)
+
+
 def test_modify_retries_on_conflict(store: Store, store_url: str) -> None:
     store.create(WEB, pod("web"))
     calls = 0

@@ -78,6 +78,10 @@ def apply_op(db: sqlite3.Connection, op: Op) -> Resource:
     if isinstance(op, Create):
         if row is not None:
             raise Conflict(f"{key} already exists")
+        if op.lease is not None and db.execute("SELECT 1 FROM leases WHERE id = ?",
+                                               (op.lease,)).fetchone() is None:
+            # As etcd: an object under an ended lease would never be deleted.
+            raise NotFound(f"{key}: lease {op.lease} not found (expired or revoked)")
         body = dump(op.body)
         revision = log_event(db, EventType.ADDED, key, body, None, op.lease)
         db.execute("INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)",
