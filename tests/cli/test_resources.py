@@ -207,6 +207,9 @@ metadata: {name: node-a, labels: {zone: z1}}
     assert ready["type"] == "Ready" and ready["status"] == "True" and ready["lastHeartbeatTime"]
     leases = json.loads(run(capsys, "get", "leases", "-n", "podnet-node-lease", "-o", "json")[1])
     assert [lease["spec"]["holderIdentity"] for lease in leases["items"]] == ["node-b"]
+    table = run(capsys, "get", "leases", "-n", "podnet-node-lease")[1].splitlines()
+    assert [line.split()[:3] for line in table] == [["NAME", "HOLDER", "DURATION"],
+                                                     ["node-b", "node-b", "60s"]]
     assert run(capsys, "delete", "node", "node-b")[1] == "node/node-b deleted\n"
     leases = json.loads(run(capsys, "get", "leases", "-A", "-o", "json")[1])
     assert leases["items"] == []

@@ -302,6 +302,10 @@ def columns(kind: str, found: Sequence[Resource], wide: bool) -> tuple[list[str]
                  ("internal-ip", lambda b: next(
                      (a.get("address") for a in (b.get("status") or {}).get("addresses") or []
                       if a.get("type") == "InternalIP"), "<none>"))]
+    elif kind == nodelease.KIND:
+        extra = [("holder", lambda b: b["spec"]["holderIdentity"]),
+                 ("duration", lambda b: f"{b['spec']['leaseDurationSeconds']}s"),
+                 ("renewed", lambda b: age(nodelease.parse_time(b["spec"]["renewTime"])))]
     elif kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         extra = [("replicas", lambda b: (b.get("spec") or {}).get("replicas", 1))]
     if wide or kind == "Namespace":
