@@ -296,6 +296,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print_marked(v.expected.pretty("  "))
         print(f"{v.probe}: observed (kernel)")
         print_marked(v.observed.pretty("  "))
+        if v.retried:
+            print(f"  ({v.retried} allowed probes met silence and were asked again)")
         for src, dst in v.mismatches:
             print(f"  MISMATCH {src} -> {dst}: engine says "
                   f"{'allowed' if v.expected.get(src, dst) else 'denied'}, kernel "
