@@ -1,5 +1,7 @@
 """What only the SQLite backend does: its file, its schema version, its automatic compaction."""
 
+import os
+import resource
 import sqlite3
 import threading
 import time
@@ -94,3 +96,19 @@ def test_a_waiter_wakes_for_each_commit_of_another_process(tmp_path: Path) -> No
         assert not thread.is_alive()
         assert seen == [1, 2, 3]
         store.wait(0, 120.0)  # behind the store: returns at once
+
+
+def test_a_waiter_in_a_process_with_over_1024_files_open(tmp_path: Path) -> None:
+    """A wait's fresh watch gets the lowest free descriptor: above 1023 in the lab's kubelet
+    while it serves thousands of probes, past what select() takes (the kubelet died of it)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with SqliteStore(tmp_path / "state.db") as store:
+            store.create(Key("Pod", "x", "p"), {"metadata": {"name": "p"}})
+            assert max(held) > 1024
+            store.wait(store.revision(), 0.2)  # nothing new: sleeps its timeout in the watch
+            store.wait(0, 120.0)
+    finally:
+        for fd in held:
+            os.close(fd)

@@ -4,6 +4,10 @@ A SQLite store has no push notifications; its watchers would poll. Every commit 
 database's `-wal` file, so an inotify watch on the directory wakes a watcher at once when
 something may have changed, and lets it sleep otherwise. Without inotify, it sleeps the
 timeout (polling, as before).
+
+It waits with `poll`, not `select`: a fresh watch takes the lowest free descriptor, which in a
+process holding a thousand sockets (the lab's kubelet serves every pod's probes) is above
+`select`'s limit of 1023.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import select
+import time
 from pathlib import Path
 
 IN_MODIFY = 0x002
@@ -39,10 +44,11 @@ class DirectoryWatch:
     def wait(self, timeout: float) -> None:
         """Return when a matching file may have changed, or after `timeout` seconds."""
         if self.fd < 0:
-            select.select([], [], [], timeout)
+            time.sleep(timeout)
             return
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        if poller.poll(timeout * 1000):
             with contextlib.suppress(BlockingIOError):
                 while os.read(self.fd, 65536):
                     pass
