@@ -26,13 +26,18 @@ def test_the_lease_object_round_trips_as_a_kubernetes_lease() -> None:
 def test_a_node_is_ready_while_its_lease_is_renewed_within_its_duration(
         seconds: float, status: str, reason: str) -> None:
     now = RENEWED + datetime.timedelta(seconds=seconds)
-    condition = readiness(LEASE, now).condition()
+    judged = readiness(LEASE, now)
+    assert judged.since_renewal == seconds
+    assert judged.status == ("Ready" if status == "True" else "NotReady")
+    condition = judged.condition()
     assert (condition["type"], condition["status"], condition["reason"]) == (
         "Ready", status, reason)
     assert condition["lastHeartbeatTime"] == "2026-11-26T12:00:00.250000Z"
 
 
 def test_a_node_without_a_lease_is_not_ready_and_has_no_heartbeat() -> None:
-    condition = readiness(None, RENEWED).condition()
+    judged = readiness(None, RENEWED)
+    assert (judged.status, judged.since_renewal) == ("NotReady", None)
+    condition = judged.condition()
     assert condition["status"] == "Unknown" and condition["reason"] == "NodeLeaseMissing"
     assert "lastHeartbeatTime" not in condition

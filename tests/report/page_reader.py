@@ -13,7 +13,8 @@ DATA_URI = re.compile(r'"data:[^"]*"')
 
 class PageReader(HTMLParser):
     """`grids`: probe -> rows of cell classes; `row_labels`: probe -> the rows' labels;
-    `text`: the visible text; `elements`: the tags; `sources`: src and href values."""
+    `lists`: the list tables' body rows, as their cells' text; `text`: the visible text;
+    `elements`: the tags; `sources`: src and href values."""
 
     def __init__(self, page: str) -> None:
         super().__init__()
@@ -22,6 +23,8 @@ class PageReader(HTMLParser):
         self.text: list[str] = []
         self.elements: list[str] = []
         self.sources: list[str] = []
+        self.lists: list[list[str]] = []
+        self._list_row: list[str] | None = None
         self._grid: str | None = None
         self._body = False
         self._label: list[str] | None = None
@@ -33,6 +36,10 @@ class PageReader(HTMLParser):
         self.elements.append(tag)
         self.sources += [v for k, v in attrs if k in ("src", "href") and v is not None]
         css = dict(attrs).get("class") or ""
+        if tag == "tr" and self._grid is None:
+            self._list_row = []
+        elif tag == "td" and self._list_row is not None:
+            self._list_row.append("")
         if tag == "table" and css == "grid":
             self._grid = dict(attrs).get("data-probe") or ""
             self.grids[self._grid], self.row_labels[self._grid] = [], []
@@ -48,6 +55,10 @@ class PageReader(HTMLParser):
             self._label = []
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "tr" and self._list_row is not None:
+            if self._list_row:  # a header row has no td
+                self.lists.append(self._list_row)
+            self._list_row = None
         if self._grid is None:
             return
         if tag == "th" and self._label is not None:
@@ -60,6 +71,8 @@ class PageReader(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
+        if self._list_row:
+            self._list_row[-1] += data
         if self._label is not None:
             self._label.append(data)
 

@@ -8,6 +8,9 @@ y/b-in); x/a (node-1) is the client it allows, y/c (node-1) the one it denies.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,12 +31,16 @@ from kernel import (
 )
 from page_reader import PageReader
 from test_flows import workloads
+from test_lab import lab_nodes
 
+from netns import until
+from podnet.lab.cluster import start_agent
 from podnet.lab.pods import running_pods
 from podnet.lab.prober import ProbeJob, run_probes
 from podnet.lab.reachability import PodString
 from podnet.lab.state import LabPaths, node_address
 from podnet.model import Protocol
+from podnet.model.nodelease import DEFAULT_DURATION
 
 pytestmark = LAB_TEST
 @pytest.fixture(scope="module")
@@ -68,6 +75,7 @@ def test_the_lab_report_shows_pods_matrix_kernel_and_the_denied_flow(
 
     for i, node in enumerate(("node-1", "node-2")):
         assert node in text and node_address(i) in text
+    assert [row[1] for row in node_rows(page).values()] == ["Ready", "Ready"]
     for key, pod in pods.items():
         assert f"{key}{pod.node}{pod.ip}" in text  # one table row: pod, node, IP
     keys = ["x/a", "y/b", "y/c"]
@@ -79,6 +87,33 @@ def test_the_lab_report_shows_pods_matrix_kernel_and_the_denied_flow(
     assert "ingress[0]TCP/80x/*y/b1" in text  # rule, probe, from, to, pod pairs
     assert f"y/c ({c.ip}):" in text and f"y/b ({b.ip}):80" in text
     assert "default deny ingress (y/b-in)" in text
+
+
+def node_rows(page: PageReader) -> dict[str, list[str]]:
+    """The nodes table's rows, by node: node, status, lease renewed, addresses, ..."""
+    return {row[0]: row for row in page.lists if row[0] in ("node-1", "node-2")}
+
+
+def test_a_node_whose_agent_was_killed_is_not_ready_on_the_page(
+        lab: LabPaths, tmp_path: Path) -> None:
+    pid = int((lab.pids / "agent-node-2.pid").read_text())
+    os.kill(pid, signal.SIGKILL)  # started by `lab up`, which recorded its PID
+    try:
+        until(lambda: lab_nodes(lab)["node-2"]["status"] == "NotReady", DEFAULT_DURATION + 30,
+              "node-2 NotReady without its agent")
+        out = tmp_path / "not-ready.html"
+        podnet("lab", "report", "--lab", lab.name, "--no-graph", "-o", str(out))
+    finally:
+        start_agent(lab, lab.load(), "node-2")
+    page = PageReader(out.read_text())
+    rows = node_rows(page)
+    assert rows["node-1"][1] == "Ready"
+    assert rows["node-2"][1] == "NotReady"
+    renewed = re.fullmatch(r"(\d+) s ago", rows["node-2"][2])
+    assert renewed is not None and int(renewed[1]) >= DEFAULT_DURATION, rows["node-2"]
+    assert "2 nodes (1 NotReady)" in page.all_text
+    until(lambda: lab_nodes(lab)["node-2"]["status"] == "Ready", 30,
+          "node-2 Ready after its agent restarted")
 
 
 X_FROM_Y = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",

@@ -4,6 +4,7 @@ admit; and it is inert: names are escaped, nothing outside the page is reference
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from html import escape
 
@@ -12,9 +13,10 @@ import test_upstream_e2e as upstream
 from page_reader import PageReader, external_references
 
 from podnet.lab import Model, Reachability
-from podnet.model import Cluster, Namespace, Pod, Protocol
+from podnet.model import Cluster, Namespace, Node, Pod, Protocol
+from podnet.model.nodelease import NodeLease
 from podnet.policy import Engine, Probe
-from podnet.report import DeniedFlow, Grid, Report, build_report, render_html
+from podnet.report import DeniedFlow, Grid, Liveness, Report, build_report, render_html
 from podnet.report.build import POD_GRID_LIMIT
 from podnet.report.html import TITLED_GRID
 from podnet.report.page import UNSEEN, Member, Seen
@@ -97,6 +99,31 @@ def test_a_policy_lists_the_connections_its_rules_admit() -> None:
     assert [(a.rule, a.probe, a.sources, a.destinations, a.pairs) for a in row.admissions] == [
         ("ingress[0]", "TCP/80", "y/*", "x/a", 2)]
     assert row.pairs == 2
+
+
+def test_each_node_is_ready_as_its_lease_says_and_from_manifests_there_is_no_status() -> None:
+    """node-1 renewed 3 s ago, node-2 45 s ago (past its 10 s), node-3 has no lease, and
+    node-4, which only a pod names, neither."""
+    now = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
+
+    def lease(node: str, seconds_ago: float) -> NodeLease:
+        renewed = now - datetime.timedelta(seconds=seconds_ago)
+        return NodeLease(node, 10, renewed - datetime.timedelta(minutes=5), renewed)
+
+    cluster = Cluster(nodes=tuple(Node(f"node-{i}") for i in (1, 2, 3)),
+                      pods=(Pod("x", "a", node_name="node-4"),))
+    liveness = Liveness({"node-1": lease("node-1", 3.4), "node-2": lease("node-2", 45)}, now)
+    page = PageReader(render_html(report_of(Engine(cluster), [Probe(80)], liveness=liveness)))
+    assert [row[:3] for row in page.lists[:4]] == [
+        ["node-1", "Ready", "3 s ago"], ["node-2", "NotReady", "45 s ago"],
+        ["node-3", "NotReady", "no lease"], ["node-4", "NotReady", "no lease"]]
+    assert "4 nodes (3 NotReady)" in page.all_text
+
+    from_manifests = PageReader(render_html(report_of(Engine(cluster), [Probe(80)])))
+    assert [row[0] for row in from_manifests.lists[:4]] == [f"node-{i}" for i in range(1, 5)]
+    assert not {"Ready", "NotReady", "no lease"} & {
+        cell for row in from_manifests.lists[:4] for cell in row}
+    assert "NotReady" not in from_manifests.all_text
 
 
 def test_names_are_shown_never_run() -> None:

@@ -99,6 +99,12 @@ class NodeLeaseKeeper:
         self._lease = None
 
 
+def node_leases(store: ResourceStore) -> dict[str, NodeLease]:
+    """Every node's Lease, by node: what `get nodes` and the report judge readiness from."""
+    return {r.name: NodeLease.from_body(r.body)
+            for r in store.list(nodelease.KIND, nodelease.NAMESPACE).items}
+
+
 def delete_node_lease(store: ResourceStore, node: str) -> None:
     """End `node`'s Lease and the store lease it lives under, if any (NotReady at once)."""
     with suppress(NotFound):

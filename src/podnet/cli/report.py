@@ -23,7 +23,7 @@ from podnet.model import Node, load_cluster
 if TYPE_CHECKING:
     from podnet.lab.state import LabPaths
     from podnet.policy import Engine, Probe
-    from podnet.report import DeniedFlow, Report
+    from podnet.report import DeniedFlow, Liveness, Report
 
 DOT_TIMEOUT = 120.0
 
@@ -111,7 +111,7 @@ def cmd_lab_report(args: argparse.Namespace) -> int:
     from podnet.report import build_report
 
     paths = choose(args.lab)
-    engine, nodes = _lab_engine(paths)
+    engine, nodes, liveness = _lab_engine(paths)
     probes = _probes(args)
     observed = None
     if args.observe:
@@ -123,29 +123,32 @@ def cmd_lab_report(args: argparse.Namespace) -> int:
                           source=f"lab {paths.name} ({paths.store_url})", generated=_now(),
                           nodes=nodes, observed=observed,
                           flows=_denied_flows(paths, args.flows),
-                          graph_svg=_graph(engine, args.graph))
+                          graph_svg=_graph(engine, args.graph), liveness=liveness)
     _write(report, args.output)
     return 0
 
 
-def _lab_engine(paths: LabPaths) -> tuple[Engine, list[Node]]:
-    """The engine on the cluster the lab's store describes (as `lab verify` reads it), and
-    the lab's nodes with their underlay address and pod subnet."""
+def _lab_engine(paths: LabPaths) -> tuple[Engine, list[Node], Liveness]:
+    """The engine on the cluster the lab's store describes (as `lab verify` reads it), the
+    lab's nodes with their underlay address and pod subnet, and their node leases."""
     from podnet import ipam
+    from podnet.agent.liveness import node_leases
     from podnet.lab.state import node_address
     from podnet.lab.verify import lab_cluster
     from podnet.policy import Engine
+    from podnet.report import Liveness
     from podnet.store import open_store
 
     lab = paths.load()
     with open_store(paths.store_url) as store:
         cluster = lab_cluster(store)[0]
         leases = {lease.node: lease.subnet for lease in ipam.node_leases(store)}
+        liveness = Liveness(node_leases(store), datetime.datetime.now(datetime.UTC))
     nodes = [
         Node(name, addresses=(ipaddress.ip_address(node_address(i)),),
              pod_cidrs=(leases[name],) if name in leases else ())
         for i, name in enumerate(lab.nodes)]
-    return Engine(cluster), nodes
+    return Engine(cluster), nodes, liveness
 
 
 def _denied_flows(paths: LabPaths, last: int) -> Sequence[DeniedFlow]:

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from podnet import ipam
-from podnet.agent.liveness import delete_node_lease
+from podnet.agent.liveness import delete_node_lease, node_leases
 from podnet.cli.output import age, print_json, print_table
 from podnet.errors import PodnetError, UsageError
 from podnet.model import (
@@ -235,8 +235,7 @@ def nodes(store: Store, selector: LabelSelector | None, names: Sequence[str]) ->
     the `Ready` condition its agent's node lease gives it (podnet.model.nodelease).
     """
     found = {r.name: r for r in store.list("Node", None, selector).items}
-    alive = {r.name: nodelease.NodeLease.from_body(r.body)
-             for r in store.list(nodelease.KIND, nodelease.NAMESPACE).items}
+    alive = node_leases(store)
     now = datetime.datetime.now(datetime.UTC)
     for lease_resource in store.list(ipam.LEASE_KIND).items:
         lease = ipam.lease_of(lease_resource)

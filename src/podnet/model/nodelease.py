@@ -55,6 +55,12 @@ class Readiness:
     reason: str
     message: str
     last_renewal: datetime.datetime | None
+    since_renewal: float | None  # seconds from the last renewal to the time judged at
+
+    @property
+    def status(self) -> str:
+        """As kubectl's STATUS column shows the condition."""
+        return "Ready" if self.ready else "NotReady"
 
     def condition(self) -> dict[str, Any]:
         """A Kubernetes NodeCondition: status Unknown, as for a kubelet that stopped posting."""
@@ -69,13 +75,13 @@ def readiness(lease: NodeLease | None, now: datetime.datetime) -> Readiness:
     """Ready while the lease was renewed within its duration; else why not."""
     if lease is None:
         return Readiness(False, "NodeLeaseMissing", "no agent holds this node's lease (not "
-                         "started, stopped cleanly, or its lease expired)", None)
+                         "started, stopped cleanly, or its lease expired)", None, None)
     age = (now - lease.renew_time).total_seconds()
     if age <= lease.duration:
         return Readiness(True, "AgentRenewingLease", "the podnet agent renews its node lease",
-                         lease.renew_time)
+                         lease.renew_time, age)
     return Readiness(False, "NodeStatusUnknown", f"the podnet agent stopped renewing its node "
-                     f"lease ({lease.duration} s)", lease.renew_time)
+                     f"lease ({lease.duration} s)", lease.renew_time, age)
 
 
 def micro_time(when: datetime.datetime) -> str:

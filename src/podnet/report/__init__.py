@@ -5,7 +5,7 @@ Pure: `build_report` reads the engine's results, `render_html` and `render_dot` 
 Running graphviz, reading a lab and writing files belong to the command line.
 """
 
-from podnet.report.build import build_report
+from podnet.report.build import Liveness, build_report
 from podnet.report.dot import render_dot
 from podnet.report.html import render_html
 from podnet.report.page import DeniedFlow, Grid, NodeRow, PodRow, PolicyRow, Report
@@ -13,6 +13,7 @@ from podnet.report.page import DeniedFlow, Grid, NodeRow, PodRow, PolicyRow, Rep
 __all__ = [
     "DeniedFlow",
     "Grid",
+    "Liveness",
     "NodeRow",
     "PodRow",
     "PolicyRow",

@@ -9,13 +9,15 @@ one of its rules (`Verdict.allowed_by`, as `podnet policy explain` shows them).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from podnet.model import Direction, Node, Pod
+from podnet.model.nodelease import NodeLease, readiness
 from podnet.policy import Engine, Probe, ProbeMatrix
 from podnet.policy.connectivity import Describer
 from podnet.report.page import (
@@ -42,12 +44,22 @@ ClassPairs = dict[int, set[int]]  # source class -> destination classes
 ClassMatrix = npt.NDArray[np.bool_]  # classes x classes: allowed
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """The nodes' leases (by node) as read at `now`, from a running cluster's store."""
+
+    leases: Mapping[str, NodeLease]
+    now: datetime.datetime
+
+
 def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source: str,
                  generated: str, nodes: Sequence[Node] = (),
                  observed: Mapping[Probe, Observed] | None = None,
                  flows: Sequence[DeniedFlow] | None = None,
-                 graph_svg: str | None = None) -> Report:
-    """The report of `engine`'s cluster for `probes`; `nodes` add to the cluster's own."""
+                 graph_svg: str | None = None, liveness: Liveness | None = None) -> Report:
+    """The report of `engine`'s cluster for `probes`; `nodes` add to the cluster's own. With
+    `liveness`, each node is Ready or not as `podnet get nodes` says (podnet.model.nodelease);
+    without (manifests), its readiness is unknown and the page shows none."""
     cluster = engine.cluster
     by_class = {probe: engine.class_matrix(probe) for probe in probes}
     seen = observed or {}
@@ -56,13 +68,15 @@ def build_report(engine: Engine, probes: Sequence[Probe], *, title: str, source:
                       for probe, allowed in by_class.items())
     else:
         grids = tuple(_pod_grid(m, seen.get(m.probe)) for m in engine.matrix(probes))
-    return Report(title, source, generated, _nodes(cluster.pods, [*cluster.nodes, *nodes]),
+    return Report(title, source, generated,
+                  _nodes(cluster.pods, [*cluster.nodes, *nodes], liveness),
                   tuple(_pod_row(p) for p in cluster.pods), grids, _policies(engine, by_class),
                   None if flows is None else tuple(flows), graph_svg)
 
 
-def _nodes(pods: Sequence[Pod], nodes: Sequence[Node]) -> tuple[NodeRow, ...]:
-    """The nodes given, then those only pods name; each with its pod count."""
+def _nodes(pods: Sequence[Pod], nodes: Sequence[Node], liveness: Liveness | None
+           ) -> tuple[NodeRow, ...]:
+    """The nodes given, then those only pods name; each with its pod count and readiness."""
     counts: dict[str, int] = {}
     for p in pods:
         if p.node_name:
@@ -72,7 +86,10 @@ def _nodes(pods: Sequence[Pod], nodes: Sequence[Node]) -> tuple[NodeRow, ...]:
                     counts.get(n.name, 0)) for n in known.values()]
     rows += [NodeRow(name, pods=count) for name, count in sorted(counts.items())
              if name not in known]
-    return tuple(rows)
+    if liveness is None:
+        return tuple(rows)
+    return tuple(replace(r, readiness=readiness(liveness.leases.get(r.name), liveness.now))
+                 for r in rows)
 
 
 def _pod_row(pod: Pod) -> PodRow:

@@ -14,6 +14,7 @@ import base64
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from podnet.model.nodelease import Readiness
 from podnet.report.page import (
     UNSEEN,
     DeniedFlow,
@@ -64,7 +65,10 @@ img.graph {{ max-width: 100%; border: 1px solid #dde1e5; }}
 
 def render_html(report: Report) -> str:
     mismatches = sum(g.observed_total.differ for g in report.grids)
-    summary = [_count(len(report.nodes), "node"), _count(len(report.pods), "pod"),
+    not_ready = sum(n.readiness is not None and not n.readiness.ready for n in report.nodes)
+    summary = [_count(len(report.nodes), "node") + (f" ({not_ready} NotReady)" if not_ready
+                                                    else ""),
+               _count(len(report.pods), "pod"),
                _count(len(report.policies), "network policy", "network policies"),
                f"probes: {', '.join(g.probe for g in report.grids) or 'none'}"]
     if any(g.observed is not None for g in report.grids):
@@ -110,9 +114,26 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) ->
 
 
 def _nodes(nodes: Sequence[NodeRow]) -> str:
-    return _table(("node", "addresses", "pod CIDRs", "pods"),
-                  [(n.name, ", ".join(n.addresses), ", ".join(n.pod_cidrs), str(n.pods))
-                   for n in nodes], "No nodes are named (no Node objects, no pod's nodeName).")
+    """With the nodes' readiness when it is known (a lab's leases), without it from manifests:
+    no column rather than a state nothing showed."""
+    empty = "No nodes are named (no Node objects, no pod's nodeName)."
+    rows = [(n.name, ", ".join(n.addresses), ", ".join(n.pod_cidrs), str(n.pods))
+            for n in nodes]
+    if all(n.readiness is None for n in nodes):
+        return _table(("node", "addresses", "pod CIDRs", "pods"), rows, empty)
+    return _table(("node", "status", "lease renewed", "addresses", "pod CIDRs", "pods"),
+                  [(row[0], *_readiness(n.readiness), *row[1:])
+                   for n, row in zip(nodes, rows, strict=True)], empty)
+
+
+def _readiness(readiness: Readiness | None) -> tuple[str, str]:
+    """Ready or NotReady (as `podnet get nodes`), and how long before the report the node's
+    agent last renewed its lease."""
+    if readiness is None:
+        return "-", "-"
+    if readiness.since_renewal is None:
+        return readiness.status, "no lease"
+    return readiness.status, f"{max(0, int(readiness.since_renewal))} s ago"
 
 
 def _pods(pods: Sequence[PodRow]) -> str:

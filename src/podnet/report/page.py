@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podnet.model.nodelease import Readiness
+
 DESCRIPTION_LIMIT = 240  # characters of a list of pods, at most
 
 Cells = tuple[tuple[bool, ...], ...]
@@ -33,6 +35,7 @@ class NodeRow:
     addresses: tuple[str, ...] = ()
     pod_cidrs: tuple[str, ...] = ()
     pods: int = 0
+    readiness: Readiness | None = None  # None: not known (manifests have no node leases)
 
 
 @dataclass(frozen=True)
