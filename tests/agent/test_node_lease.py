@@ -1,9 +1,11 @@
-"""Node liveness: each agent renews its node's Lease; `podnet get nodes` shows Ready or not.
+"""Node liveness: each agent renews its node's Lease; `podnet get nodes` shows Ready or not,
+and the agent's metrics count the renewals.
 
 Topology: one node namespace with its agent, on SQLite and on etcd (one member on 127.0.0.1,
-which the agent reaches from its namespace through the store URL's `netns=`; three members
-for the quorum test). The agents run with a 2 s lease renewed every 0.5 s, so a dead agent
-shows within seconds; tests wait with deadlines, they do not time.
+which the agent reaches from its namespace through the store URL's `netns=`; a member of its
+own for the test that stops it, three for the quorum test). The agents run with a 2 s lease
+renewed every 0.5 s, so a dead agent shows within seconds, and serve metrics on their node's
+127.0.0.1; tests wait with deadlines, they do not time.
 """
 
 from __future__ import annotations
@@ -15,22 +17,27 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from etcd_cluster import LocalCluster, local_cluster
 from netns import PODNET, Agent, NetnsFactory, until
 from podnet.lab.etcd import wait_ready
+from podnet.lab.metrics import fetch
 from podnet.model import nodelease
 from podnet.store import open_store
 
 pytestmark = pytest.mark.netns
 
 DURATION = 2  # seconds: the shortest lease etcd grants with its default election timeout
+METRICS_PORT = 9471
 LEASE_OPTIONS = ("--cluster-cidr", "10.244.0.0/16", "--node-lease-duration", str(DURATION),
-                 "--node-lease-renew-interval", "0.5")
+                 "--node-lease-renew-interval", "0.5",
+                 "--metrics-address", f"127.0.0.1:{METRICS_PORT}")
 SETTLE = 20.0  # seconds anything may take on a loaded machine, beyond the lease's own time
 
 
@@ -61,14 +68,22 @@ def node(request: pytest.FixtureRequest, make_netns: NetnsFactory,
         url = etcd_url(request.getfixturevalue("etcd_member"))
     else:
         url = f"sqlite://{tmp_path}/state.db"
-    running = Agent(node=make_netns("node"), name="node-1", socket=str(tmp_path / "agent.sock"),
-                    store_url=url, log=tmp_path / "agent.log")
-    running.start(*LEASE_OPTIONS)
+    running = start_agent(make_netns, tmp_path, url)
     try:
         yield running
     finally:
         resume(running)
         running.stop()
+
+
+def start_agent(make_netns: NetnsFactory, tmp_path: Path, url: str) -> Agent:
+    """node-1's agent on the store at `url`, in a new node namespace whose loopback is up."""
+    node = make_netns("node")
+    node.run("ip", "link", "set", "lo", "up")
+    agent = Agent(node=node, name="node-1", socket=str(tmp_path / "agent.sock"),
+                  store_url=url, log=tmp_path / "agent.log")
+    agent.start(*LEASE_OPTIONS)
+    return agent
 
 
 def resume(agent: Agent) -> None:
@@ -91,6 +106,37 @@ def ready(node: dict[str, Any]) -> dict[str, Any]:
 
 def is_ready(agent: Agent) -> bool:
     return ready(get_node(agent))["status"] == "True"
+
+
+@contextmanager
+def agent_on_etcd(make_netns: NetnsFactory, tmp_path: Path, members: int
+                  ) -> Iterator[tuple[LocalCluster, Agent]]:
+    """An etcd cluster of its own (its members the test may stop) and an agent on it that
+    gives up on a call after 1 s."""
+    with local_cluster(tmp_path / "etcd", members) as cluster:
+        agent = start_agent(make_netns, tmp_path, etcd_url(cluster, timeout=1))
+        try:
+            yield cluster, agent
+        finally:
+            agent.stop()
+
+
+class Renewals(NamedTuple):
+    """The agent's node lease metrics, as a scrape shows them."""
+
+    ok: float
+    failed: float
+    last: float  # the last renewal's unix time
+
+
+def renewals(agent: Agent) -> Renewals:
+    """Scraped from inside the agent's node, as Prometheus (or `podnet lab metrics`) would."""
+    text = fetch(agent.node.path, "127.0.0.1", METRICS_PORT)
+    found = {(s.name, s.labels.get("result")): s.value
+             for family in text_string_to_metric_families(text) for s in family.samples}
+    return Renewals(found["podnet_node_lease_renewals_total", "ok"],
+                    found["podnet_node_lease_renewals_total", "failed"],
+                    found["podnet_node_lease_last_renewal_timestamp_seconds", None])
 
 
 def lease_objects(url: str) -> list[str]:
@@ -141,31 +187,58 @@ def test_an_agent_frozen_past_its_lease_takes_a_new_one_without_a_restart(node: 
     assert "ended (expired); taking a new one" in node.log.read_text()
 
 
+def test_a_scrape_counts_the_renewals_and_says_when_the_last_was(node: Agent) -> None:
+    mark = time.time()
+    first = renewals(node)
+    assert first.ok >= 1  # the first, before the agent served
+    # The second renewal after the scrape began after the first of them was counted.
+    until(lambda: renewals(node).ok >= first.ok + 2, SETTLE, "two more renewals counted")
+    then = renewals(node)
+    assert then.failed == 0
+    assert mark < then.last <= time.time()
+    heartbeat = nodelease.parse_time(ready(get_node(node))["lastHeartbeatTime"]).timestamp()
+    assert heartbeat >= then.last  # the renewal the gauge shows, or a later one
+
+
+@pytest.mark.etcd
+def test_renewals_the_store_did_not_answer_are_counted_failed(
+        make_netns: NetnsFactory, tmp_path: Path) -> None:
+    with agent_on_etcd(make_netns, tmp_path, 1) as (cluster, agent):
+        # Its first renewal: the agent has opened its stores (an outage before that is a
+        # failed start, not a failed renewal).
+        until(lambda: renewals(agent).ok >= 1, SETTLE, "the first renewal counted")
+        (member,) = cluster.members
+        cluster.stop(member)
+        stopped = time.time()
+        until(lambda: renewals(agent).failed >= 2, SETTLE, "failed renewals counted")
+        down = renewals(agent)
+        assert down.last <= stopped
+        cluster.start(member)
+        wait_ready(cluster.url(), timeout=60)
+        restored = time.time()
+        until(lambda: renewals(agent).last > restored, SETTLE,
+              "a renewal counted after the store came back")
+        assert renewals(agent).ok > down.ok
+
+
 @pytest.mark.etcd
 @pytest.mark.slow
 def test_etcd_quorum_lost_and_restored_the_lease_comes_back_without_a_restart(
         make_netns: NetnsFactory, tmp_path: Path) -> None:
-    with local_cluster(tmp_path / "etcd", 3) as cluster:
-        agent = Agent(node=make_netns("node"), name="node-1",
-                      socket=str(tmp_path / "agent.sock"),
-                      store_url=etcd_url(cluster, timeout=1), log=tmp_path / "agent.log")
-        agent.start(*LEASE_OPTIONS)
-        try:
-            until(lambda: is_ready(agent), SETTLE, "node-1 Ready")
-            assert agent.proc is not None
-            pid = agent.proc.pid
-            for member in cluster.members[1:]:
-                cluster.stop(member)
-            # Three failed renewals of at least a second each: the outage outlasts the lease.
-            until(lambda: agent.log.read_text().count("lease not renewed") >= 3, 3 * SETTLE,
-                  "the agent reports failed renewals")
-            for member in cluster.members[1:]:
-                cluster.start(member)
-            wait_ready(cluster.url(), timeout=60)
-            restored = time.time()
-            until(lambda: is_ready(agent) and nodelease.parse_time(
-                ready(get_node(agent))["lastHeartbeatTime"]).timestamp() > restored,
-                SETTLE, "node-1 renewed after quorum returned")
-            assert agent.proc.poll() is None and agent.proc.pid == pid
-        finally:
-            agent.stop()
+    with agent_on_etcd(make_netns, tmp_path, 3) as (cluster, agent):
+        until(lambda: is_ready(agent), SETTLE, "node-1 Ready")
+        assert agent.proc is not None
+        pid = agent.proc.pid
+        for member in cluster.members[1:]:
+            cluster.stop(member)
+        # Three failed renewals of at least a second each: the outage outlasts the lease.
+        until(lambda: agent.log.read_text().count("lease not renewed") >= 3, 3 * SETTLE,
+              "the agent reports failed renewals")
+        for member in cluster.members[1:]:
+            cluster.start(member)
+        wait_ready(cluster.url(), timeout=60)
+        restored = time.time()
+        until(lambda: is_ready(agent) and nodelease.parse_time(
+            ready(get_node(agent))["lastHeartbeatTime"]).timestamp() > restored,
+            SETTLE, "node-1 renewed after quorum returned")
+        assert agent.proc.poll() is None and agent.proc.pid == pid

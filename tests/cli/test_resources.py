@@ -8,6 +8,7 @@ import yaml
 
 from podnet import ipam
 from podnet.agent.liveness import NodeLeaseKeeper
+from podnet.agent.metrics import Metrics
 from podnet.cli.main import main
 from podnet.store import EventType, Key, Watch, open_store
 
@@ -191,7 +192,8 @@ metadata: {name: node-a, labels: {zone: z1}}
     with open_store(url) as store:
         ipam.register_node(store, "node-a")
         ipam.register_node(store, "node-b", attrs={"publicIP": "192.0.2.12"})
-        NodeLeaseKeeper(store, "node-b", duration=60, interval=20).renew()
+        NodeLeaseKeeper(store, "node-b", duration=60, interval=20,
+                        metrics=Metrics()).renew()
     table = run(capsys, "get", "nodes")[1].splitlines()
     rows = [line.split() for line in table]
     assert rows == [

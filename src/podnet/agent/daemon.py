@@ -130,7 +130,8 @@ def run(config: AgentConfig) -> int:
     lease_store = open_store(config.store_url)
     liveness = NodeLeaseKeeper(lease_store, config.node,
                                config.node_lease_duration,
-                               config.node_lease_renew_interval or config.node_lease_duration / 3)
+                               config.node_lease_renew_interval or config.node_lease_duration / 3,
+                               env.metrics)
     liveness.start(stop)  # the node is Ready before the agent serves
     if node.overlay is not None:
         start_overlay(env.store, node.overlay, stop)

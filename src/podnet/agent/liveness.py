@@ -16,22 +16,29 @@ import datetime
 import logging
 import threading
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from podnet.model import nodelease
 from podnet.model.nodelease import NodeLease
 from podnet.store import Key, NotFound, ResourceStore, StoreError
 
+if TYPE_CHECKING:  # the CLI reads node leases without loading prometheus_client
+    from podnet.agent.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
 class NodeLeaseKeeper:
-    """Holds `node`'s Lease: renews it every `interval` seconds; its TTL is `duration`."""
+    """Holds `node`'s Lease: renews it every `interval` seconds; its TTL is `duration`. Each
+    renewal, done or failed, is counted in `metrics`."""
 
-    def __init__(self, store: ResourceStore, node: str, duration: int, interval: float) -> None:
+    def __init__(self, store: ResourceStore, node: str, duration: int, interval: float,
+                 metrics: Metrics) -> None:
         self.store = store
         self.node = node
         self.duration = duration
         self.interval = interval
+        self.metrics = metrics
         self.key = Key(nodelease.KIND, nodelease.NAMESPACE, node)
         self._lease: int | None = None  # the store lease the object lives under
         self._object: NodeLease | None = None
@@ -50,13 +57,17 @@ class NodeLeaseKeeper:
 
     def _try_renew(self) -> None:
         try:
-            self.renew()
+            renewed = self.renew()
         except StoreError as err:
+            self.metrics.lease_renewed(None)
             log.warning("node %s: lease not renewed (%s); trying again in %.1f s",
                         self.node, err, self.interval)
+        else:
+            self.metrics.lease_renewed(renewed.renew_time)
 
-    def renew(self) -> None:
-        """Keep the store lease alive and record the renewal; take a new lease if it ended."""
+    def renew(self) -> NodeLease:
+        """Keep the store lease alive and record the renewal; take a new lease if it ended.
+        The lease as written."""
         now = datetime.datetime.now(datetime.UTC)
         if self._lease is not None and self._object is not None:
             try:
@@ -72,10 +83,10 @@ class NodeLeaseKeeper:
                 except NotFound:  # the object alone was deleted (`podnet delete lease`)
                     self.store.create(self.key, renewed.body(), self._lease)
                 self._object = renewed
-                return
-        self._acquire(now)
+                return renewed
+        return self._acquire(now)
 
-    def _acquire(self, now: datetime.datetime) -> None:
+    def _acquire(self, now: datetime.datetime) -> NodeLease:
         """A new store lease, and the object under it (an earlier agent's goes first)."""
         delete_node_lease(self.store, self.node)
         lease = self.store.grant_lease(self.duration)
@@ -84,6 +95,7 @@ class NodeLeaseKeeper:
         self._lease, self._object = lease, created
         log.info("node %s: holds node lease %d (%d s, renewed every %.1f s)",
                  self.node, lease, self.duration, self.interval)
+        return created
 
     def release(self) -> None:
         """Clean shutdown: wait for the renewal thread, then end the lease (NotReady at once)."""

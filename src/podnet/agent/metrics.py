@@ -11,6 +11,7 @@ scraped, so they are right even for addresses another process released (`podnet 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,7 @@ Json = dict[str, Any]
 # CNI requests take 1 ms (STATUS) to 100 ms (ADD under load); table swaps 5 ms to seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DIRECTIONS = ("ingress", "egress")
+RENEWAL_RESULTS = ("ok", "failed")
 
 
 def table_size(document: Json) -> tuple[int, int]:
@@ -134,8 +136,18 @@ class Metrics:
             "podnet_flow_log_lost_total", "Policy decisions the kernel dropped from the flow "
             "log because the agent read too slowly: not in the log nor in the verdicts",
             registry=r)
+        self.lease_renewals = Counter(
+            "podnet_node_lease_renewals_total", "Renewals of the node's liveness Lease, by "
+            "result: ok, or failed (the store did not answer or refused; tried again at the "
+            "next interval)", ["result"], registry=r)
+        self.lease_last_renewal = Gauge(
+            "podnet_node_lease_last_renewal_timestamp_seconds", "When the agent last renewed "
+            "its node's Lease (spec.renewTime), in seconds since the epoch; 0 before the first "
+            "renewal", registry=r)
         for direction in DIRECTIONS:  # present from the start, as zeros
             self.selected.labels(direction)
+        for result in RENEWAL_RESULTS:
+            self.lease_renewals.labels(result)
 
     def watch_ipam(self, allocator: ipam.IPAllocator) -> None:
         self.registry.register(_IpamUsage(allocator))
@@ -167,6 +179,14 @@ class Metrics:
         self.node_policies.set(node_policies)
         for direction in DIRECTIONS:
             self.selected.labels(direction).set(selected.get(direction, 0))
+
+    def lease_renewed(self, when: datetime.datetime | None) -> None:
+        """A renewal of the node lease, done at `when`, or failed (None)."""
+        if when is None:
+            self.lease_renewals.labels("failed").inc()
+            return
+        self.lease_renewals.labels("ok").inc()
+        self.lease_last_renewal.set(when.timestamp())
 
     def decided(self, decisions: Iterable[Decision]) -> None:
         for decision in decisions:
