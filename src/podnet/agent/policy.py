@@ -31,7 +31,7 @@ from podnet.datapath.nft import Json, NodeTable
 from podnet.model import Cluster, Direction, Manifest, decode
 from podnet.model.load import Decoded, assemble
 from podnet.policy import Engine
-from podnet.policy.nftables import NodePod, render
+from podnet.policy.nftables import ChainCache, NodePod, render
 from podnet.policy.selection import PodSelection
 from podnet.store.base import Key, Resource, ResourceStore
 
@@ -65,9 +65,10 @@ class ClusterCache:
     def __init__(self) -> None:
         self._decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
         self._endpoints: dict[Key, tuple[int, Endpoint]] = {}
-        # The last cluster's selectors over its pods: reused while the pods and namespaces
-        # stay the same (a policy change), dropped by the engine otherwise.
+        # The last cluster's selectors over its pods, and the policy chains compiled with
+        # them: reused while the pods and namespaces stay the same (a policy change).
         self.selection: PodSelection | None = None
+        self.chains = ChainCache()
 
     def cluster(self, snapshot: Snapshot, endpoints: Iterable[Endpoint]) -> Cluster:
         decoded: dict[Key, tuple[int, Manifest, Decoded]] = {}
@@ -192,8 +193,8 @@ def _rendered(cluster: Cluster, local_endpoints: Iterable[Endpoint], log_group: 
                      for p in local]
         selected[str(d).lower()] = sum(1 for names in isolating if names)
         policies.update(name for names in isolating for name in names)
-    return Rendered(render(res, local, log_group=log_group), [p.pod for p in local], selected,
-                    frozenset(policies))
+    return Rendered(render(res, local, log_group=log_group, cache=cache.chains),
+                    [p.pod for p in local], selected, frozenset(policies))
 
 
 class PolicySync:

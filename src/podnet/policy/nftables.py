@@ -27,6 +27,10 @@ nothing but `accept`s, which end only this table's chains.
 
 The document has the shape of `nft -j list table inet podnet` (objects, no commands, no
 handles), deterministic: sets and chains sorted and named by a hash of their content.
+
+Policy chains are most of the work, and an agent renders again on every policy change: given
+a `ChainCache`, a render reuses the policy chains (with their sets) of the render before it,
+so a changed policy compiles that policy alone; the document is the same either way.
 IPv4 only for now: pods have no IPv6 address, so IPv6 from a pod veth is spoofed and dropped.
 """
 
@@ -42,9 +46,10 @@ from typing import Any
 import numpy as np
 
 from podnet.errors import PodnetError
-from podnet.model import Direction, IPAddress, IPBlock, Pod, Protocol
+from podnet.model import Direction, IPAddress, IPBlock, NetworkPolicy, Pod, Protocol
 from podnet.policy.portset import PortSet
 from podnet.policy.resolve import Resolution, ResolvedRule
+from podnet.policy.selection import PodSelection
 
 Json = dict[str, Any]
 FAMILY = "inet"
@@ -87,14 +92,59 @@ _DROP: Json = {"drop": None}
 
 
 def render(res: Resolution, node_pods: Sequence[NodePod], family: AddressFamily = IPV4,
-           log_group: int | None = None) -> Json:
+           log_group: int | None = None, cache: ChainCache | None = None) -> Json:
     """The `inet podnet` table enforcing `res` for the pods wired on one node.
 
     With `log_group`, every counted verdict (policy rule, default deny, anti-spoofing) also
     sends the first packet of each connection to that NFLOG group, prefixed with the rule's
-    comment, so that flows and denials can be told apart one by one.
+    comment, so that flows and denials can be told apart one by one. With `cache`, the policy
+    chains of the last render given it are reused where they still hold.
     """
-    return _Compiler(res, family, log_group).document(node_pods)
+    cache = cache or ChainCache()
+    compiler = _Compiler(res, family, log_group, cache.take(res, family, log_group))
+    document = compiler.document(node_pods)
+    cache.chains = compiler.policy_chains  # those this render used: the next one's
+    return document
+
+
+@dataclass(frozen=True)
+class PolicyChain:
+    """One policy's chain for one direction, the sets its rules name, and the policy it was
+    compiled from."""
+
+    policy: NetworkPolicy
+    name: str
+    body: list[Json]
+    sets: dict[str, Json]
+
+
+# (direction, the policy's `ns/name`, the numbers its named ports mean on the local pod:
+# ingress only); the chain holds while the policy is equal to the one it was compiled from.
+ChainKey = tuple[Direction, str, tuple[int | None, ...]]
+
+
+class ChainCache:
+    """The policy chains of the last render, for the next one.
+
+    A policy's chain is a function of the policy, the pods and namespaces of the cluster (which
+    pods its peers match, their addresses and named ports) and, for ingress, the local pod's
+    numbers for the policy's named ports. The key and `PolicyChain.policy` hold the first and
+    the last (a policy is compared, not hashed: cheaper for the same object); the pods and
+    namespaces are those of the engine's `PodSelection`, which is reused only while they stay
+    the same: another selection (or family, or log group) empties the cache.
+    """
+
+    def __init__(self) -> None:
+        self.selection: PodSelection | None = None
+        self.settings: tuple[AddressFamily, int | None] | None = None
+        self.chains: dict[ChainKey, PolicyChain] = {}
+
+    def take(self, res: Resolution, family: AddressFamily, log_group: int | None
+             ) -> dict[ChainKey, PolicyChain]:
+        """The chains that hold for a render of `res` (the cache now serves that render)."""
+        if self.selection is not res.selection or self.settings != (family, log_group):
+            self.selection, self.settings, self.chains = res.selection, (family, log_group), {}
+        return self.chains
 
 
 def _digest(content: object) -> str:
@@ -148,15 +198,18 @@ def _cut(ranges: Ranges, holes: Ranges) -> Ranges:
 class _Compiler:
     """Collects sets and chains by content while the node's chains are built."""
 
-    def __init__(self, res: Resolution, family: AddressFamily, log_group: int | None) -> None:
+    def __init__(self, res: Resolution, family: AddressFamily, log_group: int | None,
+                 kept: dict[ChainKey, PolicyChain]) -> None:
         self.res = res
         self.family = family
         self.log_group = log_group
         self.sets: dict[str, Json] = {}
         self.chains: dict[str, list[Json]] = {}
         self._class_chains: dict[tuple[Direction, int], str | None] = {}
-        # A policy's chain is built once per direction (ingress: per named-port signature).
-        self._policy_chains: dict[tuple[Direction, str, int], str] = {}
+        # A policy's chain is built once per key, and taken from the last render if it has it.
+        self._kept = kept
+        self.policy_chains: dict[ChainKey, PolicyChain] = {}
+        self._policies = {p.key: p for p in res.cluster.policies}
         # By the peers' pods, ipBlocks and field: rules of different policies often share them.
         self._peer_matches: dict[tuple[bytes, tuple[IPBlock, ...], str], Json] = {}
         self._address_sets: dict[tuple[tuple[int, int], ...], str] = {}
@@ -246,8 +299,8 @@ class _Compiler:
                 by_policy: dict[str, list[ResolvedRule]] = {}
                 for rid in self.res.class_rules(d, cls):
                     by_policy.setdefault(rules[rid].ref.policy, []).append(rules[rid])
-                body = [_rule([{"jump": {"target": self._policy_chain(d, p, by_policy[p], cls,
-                                                                      pod)}}], p)
+                body = [_rule([{"jump": {"target": self._policy_chain(d, p, by_policy[p], pod)}}],
+                              p)
                         for p in isolating if p in by_policy]
                 body.append(self._counted(
                     [], _DROP, f"default deny {str(d).lower()}: {', '.join(isolating)}"))
@@ -255,18 +308,26 @@ class _Compiler:
             self._class_chains[key] = name
         return self._class_chains[key]
 
-    def _policy_chain(self, d: Direction, policy: str, rules: list[ResolvedRule], cls: int,
+    def _policy_chain(self, d: Direction, policy: str, rules: list[ResolvedRule],
                       local: Pod) -> str:
         """The chain of one policy's rules for `d`, as they apply to the local pod `local`."""
-        key = (d, policy, self.res.named_ports[cls] if d is Direction.INGRESS else 0)
-        if key not in self._policy_chains:
+        named = (tuple(local.named_port(p.port, p.protocol) for r in rules for p in r.ports
+                       if isinstance(p.port, str)) if d is Direction.INGRESS else ())
+        key = (d, policy, named)
+        made = self.policy_chains.get(key) or self._kept.get(key)
+        if made is None or made.policy != self._policies[policy]:
             body = []
             for rule in rules:
                 for exprs in (self._ingress_rule(rule, local) if d is Direction.INGRESS
                               else self._egress_rule(rule)):
                     body.append(self._counted(exprs, _ACCEPT, str(rule.ref)))
-            self._policy_chains[key] = self._chain(f"{str(d).lower()}-policy", body)
-        return self._policy_chains[key]
+            name = self._chain(f"{str(d).lower()}-policy", body)
+            made = PolicyChain(self._policies[policy], name, body,
+                               {n: self.sets[n] for n in _named_sets(body)})
+        self.policy_chains[key] = made
+        self.chains[made.name] = made.body
+        self.sets.update(made.sets)
+        return made.name
 
     def _ingress_rule(self, rule: ResolvedRule, local: Pod) -> list[list[Json]]:
         """Ingress: peers are sources; named ports resolve on the local (destination) pod."""
@@ -365,6 +426,12 @@ class _Compiler:
 
 _BASE_CHAINS = {"forward_egress": ("forward", 0), "forward_ingress": ("forward", 10),
                 "input_egress": ("input", 0)}
+
+
+def _named_sets(body: list[Json]) -> list[str]:
+    """The sets the rules of `body` look up (`@name`)."""
+    return [right[1:] for rule in body for e in rule["expr"] if "match" in e
+            and isinstance(right := e["match"]["right"], str) and right.startswith("@")]
 
 
 def _rule(exprs: list[Json], comment: str | None = None) -> Json:
