@@ -103,15 +103,14 @@ class Resolution:
         for d, dr in self.directions.items():
             class_rules: list[list[int]] = [[] for _ in range(count)]
             isolating: list[list[str]] = [[] for _ in range(count)]
-            for key, rule_ids, subjects in zip(dr.policies, dr.policy_rules, dr.subjects,
-                                               strict=True):
-                for c in np.flatnonzero(subjects[reps]):
-                    class_rules[c] += rule_ids
-                    isolating[c].append(key)
+            # policies x classes, whole matrices at once: the pairs come policy by policy.
+            selects = _rows(dr.subjects, len(self.pods))[:, reps]
+            for p, c in zip(*np.nonzero(selects), strict=True):
+                class_rules[c] += dr.policy_rules[p]
+                isolating[c].append(dr.policies[p])
             self._class_rules[d] = class_rules
             self._isolating[d] = isolating
-            self._peer_matrix[d] = (np.array([r.peers[reps] for r in dr.rules], dtype=bool)
-                                    .reshape(len(dr.rules), count))
+            self._peer_matrix[d] = _rows([r.peers for r in dr.rules], len(self.pods))[:, reps]
 
     def class_count(self) -> int:
         return len(self.members)
@@ -133,6 +132,11 @@ class Resolution:
 
     def ip_blocks(self) -> list[IPBlock]:
         return [b for d in DIRECTIONS for r in self.rules(d) for b in r.ip_blocks]
+
+
+def _rows(masks: Sequence[Mask], pods: int) -> Mask:
+    """Masks over the pods as the rows of one matrix (none: zero rows)."""
+    return np.array(masks, dtype=bool).reshape(len(masks), pods)
 
 
 def _resolve_direction(cluster: Cluster, selection: PodSelection, d: Direction) -> DirectionRules:

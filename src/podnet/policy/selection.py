@@ -82,8 +82,12 @@ class PodSelection:
 
     def subjects(self, selector: LabelSelector, namespace: str) -> Mask:
         """The pods a policy's podSelector selects: only in the policy's own namespace."""
-        result: Mask = self.in_namespace(namespace) & self.labels(selector) & self._selectable
-        return result
+        key = ("subjects", selector, namespace)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self.in_namespace(namespace) & self.labels(selector) & self._selectable
+            self._cache[key] = cached
+        return cached
 
     def namespaces_matching(self, selector: LabelSelector) -> Mask:
         key = ("ns", selector)
