@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from podnet.lab.probe import (
     run_probes,
     truth_tables,
 )
+from podnet.lab.prober import _Run
+from podnet.lab.probeserver import peer_ip
 from podnet.lab.reachability import PodString
 from podnet.model import IPAddress, Protocol
 
@@ -192,6 +195,29 @@ def test_dropped_probes_time_out_and_others_still_pass(pods: Pods, server: Probe
                                else "no answer within 0.5s")
         else:
             assert r.connected, f"{src} -> {dst} {proto}: {r.error}"
+
+
+def test_an_answer_waiting_when_the_prober_looks_late_counts() -> None:
+    """On a loaded machine the prober can get no CPU for longer than its timeout: an answer that
+    arrived meanwhile sits in the socket and is a pass, not a timeout. Here the prober connects
+    (on loopback), the server answers, and the prober first looks after the probe's deadline.
+    (The prober used to see "connected", then fire the timer before reading: at a load of 5,
+    half of a 150-pod lab's probes failed so, each with its answer waiting.)"""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        job = ProbeJob(PodString("x/a"), None, PodString("x/b"),
+                       ipaddress.ip_address("127.0.0.1"), port, TCP)
+        run = _Run([job], timeout=0.01, parallel=1)
+        run.start_batch()  # connects; the deadline starts
+        conn, address = listener.accept()
+        with conn:
+            conn.sendall(Answer(PodString("x/b"), peer_ip(address), port, TCP).encode())
+            time.sleep(0.1)  # the prober is starved past its deadline
+            (result,) = run.run()
+    assert result.connected, result.error
+    assert (result.answered_by, str(result.source_ip)) == ("x/b", "127.0.0.1")
 
 
 @pytest.mark.netns

@@ -114,10 +114,11 @@ class _Run:
                     self.start_batch()
                     if not self.active:  # all failed at once: nothing to wait for
                         continue
-                wait = max(0.0, self.timers[0][0] - time.monotonic()) if self.timers else None
+                asked = time.monotonic()
+                wait = max(0.0, self.timers[0][0] - asked) if self.timers else None
                 for key, _ in self.selector.select(wait):
                     self.on_event(key.data)
-                self.on_timers()
+                self.on_timers(asked)
         finally:
             self.selector.close()
         return [r for r in self.results if r is not None]
@@ -182,8 +183,7 @@ class _Run:
                 self.finish(attempt, error=_reason(OSError(code, os.strerror(code))))
                 return
             attempt.connecting = False
-            self.selector.modify(sock, selectors.EVENT_READ, attempt)
-            return
+            self.selector.modify(sock, selectors.EVENT_READ, attempt)  # the answer may be here
         try:
             data = sock.recv(65536)
         except BlockingIOError:
@@ -198,9 +198,11 @@ class _Run:
             data = bytes(attempt.received)
         self.finish_answer(attempt, data)
 
-    def on_timers(self) -> None:
-        now = time.monotonic()
-        while self.timers and self.timers[0][0] <= now:
+    def on_timers(self, asked: float) -> None:
+        """Fire the timers due when the selector was last asked: a probe times out only if the
+        kernel held nothing for it after its deadline (not when this process merely looks late:
+        on a loaded machine its answer may have waited in the socket for a second)."""
+        while self.timers and self.timers[0][0] <= asked:
             when, _, attempt = heapq.heappop(self.timers)
             if attempt.done:
                 continue
