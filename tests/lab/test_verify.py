@@ -67,6 +67,7 @@ def test_a_lost_probe_is_asked_again_and_agrees(lab: LabPaths, tmp_path: Path) -
     drop_syns(lab, tmp_path, "quota until 100 bytes")
     code, result = verify(lab)
     assert (code, result["mismatches"], result["retried"]) == (0, [], 1)
+    assert result["retriedFor"] == {"timed out connecting (0.5s)": 1}
     assert result["observed"]["x/a"]["y/b"] is True
 
 
@@ -76,5 +77,6 @@ def test_a_probe_dropped_every_time_is_a_mismatch(lab: LabPaths, tmp_path: Path)
     assert (code, result["mismatches"], result["retried"]) == (
         1, [{"from": "x/a", "to": "y/b"}], 1)
     text = podnet("lab", "verify", "--lab", lab.name, "--port", "80", check=False).stdout
-    assert "(1 allowed probes met silence and were asked again)" in text
+    assert ("(1 allowed probes met silence and were asked again: 1 timed out connecting (1s))"
+            in text)
     assert "MISMATCH x/a -> y/b: engine says allowed, kernel dropped it" in text

@@ -297,7 +297,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"{v.probe}: observed (kernel)")
         print_marked(v.observed.pretty("  "))
         if v.retried:
-            print(f"  ({v.retried} allowed probes met silence and were asked again)")
+            why = ", ".join(f"{n} {error}" for error, n in sorted(v.retried_for.items()))
+            print(f"  ({v.retried} allowed probes met silence and were asked again: {why})")
         for src, dst in v.mismatches:
             print(f"  MISMATCH {src} -> {dst}: engine says "
                   f"{'allowed' if v.expected.get(src, dst) else 'denied'}, kernel "

@@ -7,7 +7,9 @@ so all probes run at once, `parallel` at a time, as non-blocking sockets in one 
 loop: the aggregate time is about one timeout per `parallel` dropped probes. Client sockets are
 created in their source pods' namespaces by one throwaway thread per batch, which visits each
 source namespace once (`datapath.netns.run_in_each`: a setns costs ~1% of a thread), and are
-driven from the caller's thread.
+driven from the caller's thread. A probe fails only if the kernel held nothing for it when the
+selector was asked after its deadline: on a loaded machine the caller may look a second late,
+and the answer waiting in the socket then still counts.
 
 Allowed means: TCP, connected and answered; UDP, an answer within the timeout (a datagram that
 is dropped and one that is lost look the same, so UDP resends twice within the timeout). An

@@ -14,8 +14,9 @@ netpol suite retries its probes for the same reason. How many were asked again i
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from podnet.agent.endpoints import KIND as ENDPOINT_KIND
@@ -40,7 +41,12 @@ class Verification:
     probe: Probe
     expected: TruthTable
     observed: TruthTable
-    retried: int = 0  # allowed probes that met silence and were asked again
+    retried_for: dict[str, int] = field(default_factory=dict)  # first errors of probes asked again
+
+    @property
+    def retried(self) -> int:
+        """Allowed probes that met silence and were asked again."""
+        return sum(self.retried_for.values())
 
     @property
     def mismatches(self) -> list[tuple[str, str]]:
@@ -51,7 +57,7 @@ class Verification:
         return {"port": self.probe.port, "protocol": str(self.probe.protocol),
                 "expected": _rows(self.expected), "observed": _rows(self.observed),
                 "mismatches": [{"from": s, "to": d} for s, d in self.mismatches],
-                "retried": self.retried}
+                "retried": self.retried, "retriedFor": self.retried_for}
 
 
 def reached(result: ProbeResult) -> bool:
@@ -80,6 +86,7 @@ def verify(paths: LabPaths, ports: Sequence[int], protocols: Sequence[Protocol],
     matrices = dict(zip(probes, engine.matrix(probes), strict=True))
     again = [i for i, r in enumerate(results)
              if matrices[probe_of(r)].allowed[r.job.src][r.job.dst] and not reached(r)]
+    first = {i: results[i].error or "" for i in again}
     for i, result in zip(again, run_probes([results[i].job for i in again], 2 * timeout),
                          strict=True):
         results[i] = result
@@ -92,8 +99,8 @@ def verify(paths: LabPaths, ports: Sequence[int], protocols: Sequence[Protocol],
         for r in results:
             if probe_of(r) == probe:
                 observed.set(r.job.src, r.job.dst, reached(r))
-        retried = sum(probe_of(results[i]) == probe for i in again)
-        verifications.append(Verification(probe, expected, observed, retried))
+        retried_for = Counter(first[i] for i in again if probe_of(results[i]) == probe)
+        verifications.append(Verification(probe, expected, observed, dict(retried_for)))
     return pods, verifications
 
 
