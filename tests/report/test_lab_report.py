@@ -135,8 +135,7 @@ def test_over_100_pods_a_group_cell_shows_the_pair_the_kernel_dropped(tmp_path: 
     with running_lab(name, [lab_manifest(name, ("node-1", "node-2")), *workloads],
                      tmp_path) as lab:
         write_state(lab, [X_FROM_Y], {}, {})
-        # At 101 pods on a loaded machine a round of probes can lose a few to timeouts (one
-        # source's, in a row: the prober's, not the policy's).
+        # The agents bring the kernel along within seconds (longer on a loaded machine).
         deadline = time.monotonic() + 120
         while any(v.mismatches for v in verify_kernel(lab, (80,), (Protocol.TCP,))):
             assert time.monotonic() < deadline, "the kernel never agreed with the engine"
@@ -148,12 +147,9 @@ def test_over_100_pods_a_group_cell_shows_the_pair_the_kernel_dropped(tmp_path: 
         subprocess.run(["nsenter", f"--net={lab.netns_path(lab.node('node-1'))}", "nft",
                         "-f", str(rule)], check=True)
         out = tmp_path / "big.html"
-        for _ in range(3):  # as above: a probe lost to the load would be one more mismatch
-            podnet("lab", "report", "--lab", name, "--observe", "--no-graph", "-o", str(out))
-            html = out.read_text()
-            page = PageReader(html)
-            if "Observed in the kernel: 1 of" in page.all_text:
-                break
+        podnet("lab", "report", "--lab", name, "--observe", "--no-graph", "-o", str(out))
+        html = out.read_text()
+        page = PageReader(html)
     assert page.row_labels["TCP/80"] == ["x/* (50 pods)", "y/* (51 pods)"]
     assert page.grids["TCP/80"] == [["d", "a"], ["md", "a"]]
     assert f"Observed in the kernel: 1 of {101 * 101} verdicts differ" in page.all_text

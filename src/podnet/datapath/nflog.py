@@ -127,7 +127,9 @@ class NflogSocket:
         if the kernel reported an overrun)."""
         if self._pending:
             return self._batch(self._pending.pop(0))
-        if not select.select([self._sock], [], [], timeout)[0]:
+        poller = select.poll()  # not select(): it refuses descriptors above 1023
+        poller.register(self._sock, select.POLLIN)
+        if not poller.poll(None if timeout is None else timeout * 1000):
             return []
         try:
             data = self._sock.recv(1 << 16)
