@@ -41,17 +41,19 @@ class DirectoryWatch:
             os.close(self.fd)
             self.fd = -1
 
-    def wait(self, timeout: float) -> None:
-        """Return when a matching file may have changed, or after `timeout` seconds."""
+    def wait(self, timeout: float) -> bool:
+        """Return when a matching file may have changed (True), or after `timeout` seconds."""
         if self.fd < 0:
             time.sleep(timeout)
-            return
+            return False
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        if poller.poll(timeout * 1000):
-            with contextlib.suppress(BlockingIOError):
-                while os.read(self.fd, 65536):
-                    pass
+        if not poller.poll(timeout * 1000):
+            return False
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 65536):
+                pass
+        return True
 
     def close(self) -> None:
         if self.fd >= 0:
