@@ -277,7 +277,7 @@ def node_status(body: Any) -> tuple[str, str]:
     """`Ready` or `NotReady`, and how long ago its agent last renewed the node lease."""
     ready = ready_condition(body)
     heartbeat = ready.get("lastHeartbeatTime")
-    return ("Ready" if ready.get("status") == "True" else "NotReady",
+    return (nodelease.status_word(ready.get("status") == "True"),
             age(nodelease.parse_time(heartbeat)) if heartbeat else "<none>")
 
 

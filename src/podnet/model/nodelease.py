@@ -59,8 +59,7 @@ class Readiness:
 
     @property
     def status(self) -> str:
-        """As kubectl's STATUS column shows the condition."""
-        return "Ready" if self.ready else "NotReady"
+        return status_word(self.ready)
 
     def condition(self) -> dict[str, Any]:
         """A Kubernetes NodeCondition: status Unknown, as for a kubelet that stopped posting."""
@@ -69,6 +68,11 @@ class Readiness:
         if self.last_renewal is not None:
             condition["lastHeartbeatTime"] = micro_time(self.last_renewal)
         return condition
+
+
+def status_word(ready: bool) -> str:
+    """As kubectl's STATUS column shows a node's Ready condition."""
+    return "Ready" if ready else "NotReady"
 
 
 def readiness(lease: NodeLease | None, now: datetime.datetime) -> Readiness:
